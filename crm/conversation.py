@@ -1,0 +1,295 @@
+"""The support conversation as a service: what happens when customers and agents speak.
+
+Front ends (the Telegram handlers, the terminal console) turn their input into these calls and
+render the plain results; nothing here knows about Telegram.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm import customers, messages, ratings, tickets
+from crm.messages import Media
+from crm.models import AuthorKind, Customer, Direction, Resolution, Ticket
+from crm.schemas import CustomerInfo, MessageInfo, TicketCard, TicketInfo
+
+NEW_TICKET_FLAG = "new_ticket_requested"
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A customer's message as any front end receives it."""
+
+    telegram_user_id: int
+    chat_id: int
+    first_name: str
+    text: str = ""
+    last_name: str | None = None
+    username: str | None = None
+    language_code: str | None = None
+    media: Media | None = None
+    message_id: int | None = None
+    reply_to_message_id: int | None = None
+
+
+class RouteKind(StrEnum):
+    NEW_TICKET = "new_ticket"
+    FOLLOW_UP = "follow_up"
+    RATING_COMMENT = "rating_comment"
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    kind: RouteKind
+    customer: CustomerInfo
+    message: MessageInfo
+    ticket: TicketInfo
+    card: TicketCard | None = None
+    rating_score: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TicketAction:
+    """The result of an agent's action on a ticket: what to tell whom."""
+
+    ticket: TicketInfo
+    customer: CustomerInfo
+
+
+@dataclass(frozen=True, slots=True)
+class AgentMessage:
+    ticket: TicketInfo
+    customer: CustomerInfo
+    message_id: int
+    is_first_response: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RatingGiven:
+    rating_id: int
+    score: int
+    ticket: TicketInfo
+    customer: CustomerInfo
+
+
+def _subject(text: str, media: Media | None) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    if not line and media is not None:
+        line = f"[{media.kind}]"
+    return line[:120]
+
+
+async def store_incoming(
+    session: AsyncSession, *, incoming: Incoming, now: datetime, default_language: str = "en"
+) -> tuple[CustomerInfo, int]:
+    """Step one for every customer message: make sure the customer exists and store the message."""
+    customer = await customers.upsert_from_telegram(
+        session,
+        telegram_user_id=incoming.telegram_user_id,
+        chat_id=incoming.chat_id,
+        first_name=incoming.first_name,
+        last_name=incoming.last_name,
+        username=incoming.username,
+        language_code=incoming.language_code,
+        now=now,
+        default_language=default_language,
+    )
+    message = await messages.create(
+        session,
+        customer_id=customer.id,
+        direction=Direction.INBOUND,
+        author_kind=AuthorKind.CUSTOMER,
+        text=incoming.text,
+        media=incoming.media,
+        customer_chat_id=incoming.chat_id,
+        customer_message_id=incoming.message_id,
+        now=now,
+    )
+    return CustomerInfo.of(customer), message.id
+
+
+async def route_incoming(
+    session: AsyncSession, *, message_id: int, reply_to_message_id: int | None, now: datetime
+) -> Routed:
+    """Step two: a stored message becomes a rating comment, a follow-up, or a new ticket."""
+    message = await messages.get(session, message_id=message_id)
+    customer = await session.get_one(Customer, message.customer_id)
+    if reply_to_message_id is not None:
+        rating = await ratings.get_by_comment_prompt(
+            session, customer_id=customer.id, message_id=reply_to_message_id
+        )
+        if rating is not None and message.text.strip():
+            rating.comment = f"{rating.comment}\n{message.text}" if rating.comment else message.text
+            message.ticket_id = rating.ticket_id
+            await session.flush()
+            ticket = await tickets.get(session, ticket_id=rating.ticket_id)
+            return Routed(
+                kind=RouteKind.RATING_COMMENT,
+                customer=CustomerInfo.of(customer),
+                message=MessageInfo.of(message),
+                ticket=await tickets.info(session, ticket=ticket),
+                rating_score=rating.score,
+            )
+
+    wants_new = bool(customer.attributes.get(NEW_TICKET_FLAG))
+    active: Ticket | None = None
+    if not wants_new:
+        active = await tickets.get_active_for_customer(session, customer_id=customer.id)
+    else:
+        customer.attributes = {k: v for k, v in customer.attributes.items() if k != NEW_TICKET_FLAG}
+    kind = RouteKind.FOLLOW_UP
+    if active is None:
+        media = (
+            Media(message.media_kind, message.media_file_id or "") if message.media_kind else None
+        )
+        ticket = await tickets.create(
+            session, customer_id=customer.id, subject=_subject(message.text, media), now=now
+        )
+        kind = RouteKind.NEW_TICKET
+    else:
+        ticket = active
+        tickets.record_customer_message(ticket, now=now)
+    message.ticket_id = ticket.id
+    await session.flush()
+    card = (
+        await tickets.card(session, ticket_id=ticket.id) if kind == RouteKind.NEW_TICKET else None
+    )
+    return Routed(
+        kind=kind,
+        customer=CustomerInfo.of(customer),
+        message=MessageInfo.of(message),
+        ticket=await tickets.info(session, ticket=ticket),
+        card=card,
+    )
+
+
+async def request_new_ticket(session: AsyncSession, *, customer_id: int) -> None:
+    """`/new`: the customer's next message opens a new ticket even if another is still open."""
+    customer = await session.get_one(Customer, customer_id)
+    customer.attributes = {**customer.attributes, NEW_TICKET_FLAG: True}
+    await session.flush()
+
+
+async def request_human(
+    session: AsyncSession, *, customer_id: int, now: datetime
+) -> TicketInfo | None:
+    """`/human`: escalate the customer's open ticket; None when there is no open ticket."""
+    ticket = await tickets.get_active_for_customer(session, customer_id=customer_id)
+    if ticket is None:
+        return None
+    await tickets.escalate(session, ticket=ticket, now=now)
+    return await tickets.info(session, ticket=ticket)
+
+
+async def _action(session: AsyncSession, ticket: Ticket) -> TicketAction:
+    customer = await session.get_one(Customer, ticket.customer_id)
+    return TicketAction(
+        ticket=await tickets.info(session, ticket=ticket), customer=CustomerInfo.of(customer)
+    )
+
+
+async def claim(
+    session: AsyncSession, *, ticket_id: int, agent_id: int, now: datetime
+) -> TicketAction:
+    ticket = await tickets.get(session, ticket_id=ticket_id)
+    await tickets.claim(session, ticket=ticket, agent_id=agent_id, now=now)
+    return await _action(session, ticket)
+
+
+async def resolve(
+    session: AsyncSession,
+    *,
+    ticket_id: int,
+    now: datetime,
+    agent_id: int | None = None,
+    resolution: Resolution = Resolution.AGENT,
+) -> TicketAction:
+    ticket = await tickets.get(session, ticket_id=ticket_id)
+    await tickets.resolve(session, ticket=ticket, now=now, agent_id=agent_id, resolution=resolution)
+    return await _action(session, ticket)
+
+
+async def reopen(session: AsyncSession, *, ticket_id: int, now: datetime) -> TicketAction:
+    ticket = await tickets.get(session, ticket_id=ticket_id)
+    await tickets.reopen(session, ticket=ticket, now=now)
+    return await _action(session, ticket)
+
+
+async def agent_message(
+    session: AsyncSession,
+    *,
+    ticket_id: int,
+    agent_id: int,
+    text: str,
+    now: datetime,
+    media: Media | None = None,
+    staff_chat_id: int | None = None,
+    staff_message_id: int | None = None,
+) -> AgentMessage:
+    """An agent's reply to be relayed to the customer: stored first, first response recorded."""
+    ticket = await tickets.get(session, ticket_id=ticket_id)
+    first = ticket.first_response_at is None
+    tickets.record_agent_reply(ticket, agent_id=agent_id, now=now)
+    message = await messages.create(
+        session,
+        customer_id=ticket.customer_id,
+        ticket_id=ticket.id,
+        direction=Direction.OUTBOUND,
+        author_kind=AuthorKind.AGENT,
+        agent_id=agent_id,
+        text=text,
+        media=media,
+        staff_chat_id=staff_chat_id,
+        staff_message_id=staff_message_id,
+        now=now,
+    )
+    action = await _action(session, ticket)
+    return AgentMessage(
+        ticket=action.ticket,
+        customer=action.customer,
+        message_id=message.id,
+        is_first_response=first,
+    )
+
+
+async def add_note(
+    session: AsyncSession,
+    *,
+    ticket_id: int,
+    agent_id: int,
+    text: str,
+    now: datetime,
+    staff_chat_id: int | None = None,
+    staff_message_id: int | None = None,
+) -> TicketInfo:
+    """An internal note: stored on the ticket, never sent to the customer."""
+    ticket = await tickets.get(session, ticket_id=ticket_id)
+    await messages.create(
+        session,
+        customer_id=ticket.customer_id,
+        ticket_id=ticket.id,
+        direction=Direction.INTERNAL,
+        author_kind=AuthorKind.AGENT,
+        agent_id=agent_id,
+        text=text,
+        staff_chat_id=staff_chat_id,
+        staff_message_id=staff_message_id,
+        now=now,
+    )
+    return await tickets.info(session, ticket=ticket)
+
+
+async def rate(
+    session: AsyncSession, *, ticket_id: int, customer_id: int, score: int, now: datetime
+) -> RatingGiven:
+    rating = await ratings.create(
+        session, ticket_id=ticket_id, customer_id=customer_id, score=score, now=now
+    )
+    action = await _action(session, await tickets.get(session, ticket_id=ticket_id))
+    return RatingGiven(
+        rating_id=rating.id, score=rating.score, ticket=action.ticket, customer=action.customer
+    )
