@@ -293,3 +293,40 @@ async def rate(
     return RatingGiven(
         rating_id=rating.id, score=rating.score, ticket=action.ticket, customer=action.customer
     )
+
+
+async def record_staff_copy(
+    session: AsyncSession, *, message_id: int, staff_chat_id: int, staff_message_id: int
+) -> None:
+    """Remember where a customer's message appears in the staff chat (replies to it relay back)."""
+    await messages.set_staff_copy(
+        session,
+        message_id=message_id,
+        staff_chat_id=staff_chat_id,
+        staff_message_id=staff_message_id,
+    )
+
+
+async def record_customer_copy(
+    session: AsyncSession, *, message_id: int, customer_chat_id: int, customer_message_id: int
+) -> None:
+    await messages.set_customer_copy(
+        session,
+        message_id=message_id,
+        customer_chat_id=customer_chat_id,
+        customer_message_id=customer_message_id,
+    )
+
+
+async def set_comment_prompt(session: AsyncSession, *, rating_id: int, message_id: int) -> None:
+    """The message inviting a rating comment: a reply to it is the comment."""
+    await ratings.set_comment_prompt(session, rating_id=rating_id, message_id=message_id)
+
+
+async def find_staff_ticket(
+    session: AsyncSession, *, chat_id: int, thread_id: int | None, reply_to_message_id: int | None
+) -> TicketInfo | None:
+    ticket = await tickets.find_by_staff_reference(
+        session, chat_id=chat_id, thread_id=thread_id, reply_to_message_id=reply_to_message_id
+    )
+    return None if ticket is None else await tickets.info(session, ticket=ticket)

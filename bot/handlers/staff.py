@@ -1,0 +1,251 @@
+"""The agents' side: the staff chat (``KEFU_STAFF_CHAT_ID``)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from telegram import Message, Update
+from telegram.error import Forbidden, TelegramError
+
+from bot import keyboards, relay, texts
+from bot.parsing import command_argument, media_of, text_of
+from bot.services import KefuContext
+from crm import agents, conversation, tickets
+from crm.conversation import TicketAction
+from crm.errors import TicketNotFound
+from crm.schemas import TicketInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ActingAgent:
+    id: int
+    first_name: str
+
+
+async def _agent(update: Update, context: KefuContext) -> ActingAgent | None:
+    """The agent behind this update, or None after telling a non-agent they cannot act."""
+    user = update.effective_user
+    if user is None or not await context.services.staff.is_agent(context.bot, user.id):
+        refusal = texts.staff_text("not_agent")
+        if update.callback_query is not None:
+            await update.callback_query.answer(refusal, show_alert=True)
+        elif update.effective_message is not None:
+            await update.effective_message.reply_html(refusal)
+        return None
+    services = context.services
+    async with services.session() as session:
+        row = await agents.upsert(
+            session,
+            telegram_user_id=user.id,
+            first_name=user.first_name,
+            username=user.username,
+            now=services.now(),
+        )
+        return ActingAgent(row.id, row.first_name)
+
+
+def _thread_id(message: Message) -> int | None:
+    return message.message_thread_id if message.is_topic_message else None
+
+
+async def _ticket_of(message: Message, context: KefuContext) -> TicketInfo | None:
+    reply = message.reply_to_message
+    async with context.services.session() as session:
+        return await conversation.find_staff_ticket(
+            session,
+            chat_id=message.chat_id,
+            thread_id=_thread_id(message),
+            reply_to_message_id=reply.message_id if reply is not None else None,
+        )
+
+
+async def _command_ticket(
+    update: Update, context: KefuContext
+) -> tuple[ActingAgent, TicketInfo] | None:
+    """Agent and ticket for a command used in a ticket's topic or as a reply to it."""
+    message = update.effective_message
+    assert message is not None  # noqa: S101
+    agent = await _agent(update, context)
+    if agent is None:
+        return None
+    ticket = await _ticket_of(message, context)
+    if ticket is None:
+        await message.reply_html(texts.staff_text("not_in_ticket"))
+        return None
+    return agent, ticket
+
+
+async def message(update: Update, context: KefuContext) -> None:
+    """An agent's message in a ticket's topic, or replying to its card or a customer message."""
+    msg, user = update.effective_message, update.effective_user
+    assert msg is not None and user is not None  # noqa: S101
+    ticket = await _ticket_of(msg, context)
+    if ticket is None:
+        return  # agents talking among themselves
+    agent = await _agent(update, context)
+    if agent is None:
+        return
+    services = context.services
+    media = media_of(msg)
+    async with services.session() as session:
+        reply = await conversation.agent_message(
+            session,
+            ticket_id=ticket.id,
+            agent_id=agent.id,
+            text=text_of(msg),
+            media=media,
+            staff_chat_id=msg.chat_id,
+            staff_message_id=msg.message_id,
+            now=services.now(),
+        )
+    signature = None
+    if services.settings.agent_signature:
+        signature = texts.agent_signature(reply.customer.language, agent.first_name)
+    try:
+        customer_message_id = await relay.staff_to_customer(
+            context.bot,
+            customer=reply.customer,
+            text=text_of(msg),
+            media=media,
+            from_chat_id=msg.chat_id,
+            message_id=msg.message_id,
+            signature=signature,
+        )
+    except (Forbidden, TelegramError) as exc:
+        log.warning("relay to the customer of #%s failed: %s", ticket.number, exc)
+        await msg.reply_html(texts.staff_text("relay_failed", reason=str(exc)))
+        return
+    async with services.session() as session:
+        await conversation.record_customer_copy(
+            session,
+            message_id=reply.message_id,
+            customer_chat_id=reply.customer.chat_id or 0,
+            customer_message_id=customer_message_id,
+        )
+
+
+async def claim(update: Update, context: KefuContext) -> None:
+    found = await _command_ticket(update, context)
+    if found is not None:
+        await _claim(context, found[1].id, found[0])
+
+
+async def resolve(update: Update, context: KefuContext) -> None:
+    found = await _command_ticket(update, context)
+    if found is not None:
+        await _resolve(context, found[1].id, found[0])
+
+
+async def reopen(update: Update, context: KefuContext) -> None:
+    found = await _command_ticket(update, context)
+    if found is not None:
+        await _reopen(context, found[1].id, found[0])
+
+
+async def note(update: Update, context: KefuContext) -> None:
+    found = await _command_ticket(update, context)
+    if found is None:
+        return
+    agent, ticket = found
+    msg = update.effective_message
+    assert msg is not None  # noqa: S101
+    text = command_argument(msg)
+    if not text:
+        await msg.reply_html(texts.staff_text("note_empty"))
+        return
+    services = context.services
+    async with services.session() as session:
+        await conversation.add_note(
+            session,
+            ticket_id=ticket.id,
+            agent_id=agent.id,
+            text=text,
+            staff_chat_id=msg.chat_id,
+            staff_message_id=msg.message_id,
+            now=services.now(),
+        )
+    await msg.reply_html(texts.staff_text("note_saved", number=ticket.number))
+
+
+async def queue(update: Update, context: KefuContext) -> None:
+    if await _agent(update, context) is None:
+        return
+    services = context.services
+    async with services.session() as session:
+        items = await tickets.queue(session)
+    assert update.effective_message is not None  # noqa: S101
+    await update.effective_message.reply_html(texts.queue(items, services.now()))
+
+
+async def button(update: Update, context: KefuContext) -> None:
+    """Claim / Resolve / Reopen buttons on a ticket card."""
+    query = update.callback_query
+    assert query is not None  # noqa: S101
+    agent = await _agent(update, context)
+    if agent is None:
+        return
+    callback = keyboards.Callback.parse(query.data)
+    ticket_id = callback.int_arg(0) if callback else None
+    if callback is None or ticket_id is None:
+        raise TicketNotFound()
+    actions = {keyboards.CLAIM: _claim, keyboards.RESOLVE: _resolve, keyboards.REOPEN: _reopen}
+    await actions[callback.action](context, ticket_id, agent)
+    await query.answer()
+
+
+async def _claim(context: KefuContext, ticket_id: int, agent: ActingAgent) -> None:
+    services = context.services
+    async with services.session() as session:
+        action = await conversation.claim(
+            session, ticket_id=ticket_id, agent_id=agent.id, now=services.now()
+        )
+    await _announce(
+        context,
+        action,
+        texts.staff_text("claimed", agent=agent.first_name, number=action.ticket.number),
+    )
+
+
+async def _resolve(context: KefuContext, ticket_id: int, agent: ActingAgent) -> None:
+    services = context.services
+    async with services.session() as session:
+        action = await conversation.resolve(
+            session, ticket_id=ticket_id, agent_id=agent.id, now=services.now()
+        )
+    if action.customer.chat_id is not None:
+        await relay.send_html(
+            context.bot,
+            action.customer.chat_id,
+            texts.customer_text(action.customer.language, "resolved", number=action.ticket.number),
+            reply_markup=keyboards.rating(action.ticket.id),
+        )
+    await _announce(
+        context,
+        action,
+        texts.staff_text("resolved", agent=agent.first_name, number=action.ticket.number),
+    )
+
+
+async def _reopen(context: KefuContext, ticket_id: int, agent: ActingAgent) -> None:
+    services = context.services
+    async with services.session() as session:
+        action = await conversation.reopen(session, ticket_id=ticket_id, now=services.now())
+    await _announce(
+        context,
+        action,
+        texts.staff_text("reopened", agent=agent.first_name, number=action.ticket.number),
+    )
+
+
+async def _announce(context: KefuContext, action: TicketAction, html_text: str) -> None:
+    """Tell the ticket's place in the staff chat what happened and refresh its card."""
+    place = relay.StaffPlace.of(action.ticket)
+    if place is None:
+        return
+    await relay.post_to_place(context.bot, place, html_text)
+    async with context.services.session() as session:
+        card = await tickets.card(session, ticket_id=action.ticket.id)
+    await relay.refresh_card(context.services, context.bot, card)

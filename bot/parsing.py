@@ -1,0 +1,66 @@
+"""Turn Telegram messages into the plain inputs the services take."""
+
+from __future__ import annotations
+
+from telegram import Message, User
+
+from crm.conversation import Incoming
+from crm.messages import Media
+
+
+def media_of(message: Message) -> Media | None:
+    """The file a message carries (the largest photo size), or None for plain text."""
+    if message.photo:
+        largest = message.photo[-1]
+        return Media("photo", largest.file_id, largest.file_unique_id)
+    candidates = (
+        ("document", message.document),
+        ("video", message.video),
+        ("voice", message.voice),
+        ("audio", message.audio),
+        ("animation", message.animation),
+        ("video_note", message.video_note),
+        ("sticker", message.sticker),
+    )
+    for kind, attachment in candidates:
+        if attachment is not None:
+            name = getattr(attachment, "file_name", None)
+            if kind == "sticker":
+                name = getattr(attachment, "emoji", None)
+            return Media(kind, attachment.file_id, attachment.file_unique_id, name)
+    if message.contact is not None:
+        return Media("contact", message.contact.phone_number, None, message.contact.first_name)
+    if message.location is not None:
+        loc = message.location
+        return Media("location", f"{loc.latitude},{loc.longitude}")
+    return None
+
+
+def text_of(message: Message) -> str:
+    return message.text or message.caption or ""
+
+
+def incoming(message: Message, user: User) -> Incoming:
+    reply = message.reply_to_message
+    return Incoming(
+        telegram_user_id=user.id,
+        chat_id=message.chat_id,
+        first_name=user.first_name,
+        last_name=user.last_name,
+        username=user.username,
+        language_code=user.language_code,
+        text=text_of(message),
+        media=media_of(message),
+        message_id=message.message_id,
+        reply_to_message_id=reply.message_id if reply is not None else None,
+    )
+
+
+def command_argument(message: Message) -> str:
+    """The text after ``/command`` (and after ``@botname``), keeping line breaks."""
+    text = message.text or ""
+    parts = text.split(maxsplit=1)
+    return parts[1].strip() if len(parts) > 1 else ""
+
+
+CAPTIONED_KINDS = frozenset({"photo", "document", "video", "voice", "audio", "animation"})

@@ -1,0 +1,97 @@
+"""The typed state every handler and job shares, built once at start-up."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import Bot
+from telegram.error import TelegramError
+from telegram.ext import CallbackContext, ExtBot
+
+from crm.db import SessionFactory, session_scope
+from quality.stats import BusinessHours
+from settings import Settings
+
+AGENT_STATUSES = {"creator", "administrator", "member"}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class StaffChat:
+    """What Kefu knows about the staff chat: whether it has forum topics, and who may act in it."""
+
+    chat_id: int | None
+    agent_ids: frozenset[int]
+    cache_seconds: float = 300.0
+    _is_forum: bool | None = None
+    _members: dict[int, tuple[bool, float]] = field(default_factory=dict)
+
+    async def is_forum(self, bot: Bot) -> bool:
+        if self.chat_id is None:
+            return False
+        if self._is_forum is None:
+            chat = await bot.get_chat(self.chat_id)
+            self._is_forum = bool(chat.is_forum)
+        return self._is_forum
+
+    def forget_forum(self) -> None:
+        """Topics were switched off (Telegram said the chat is not a forum)."""
+        self._is_forum = False
+
+    async def is_agent(self, bot: Bot, user_id: int) -> bool:
+        """``KEFU_AGENT_IDS`` when set, else current members of the staff chat (cached briefly)."""
+        if self.agent_ids:
+            return user_id in self.agent_ids
+        if self.chat_id is None:
+            return False
+        cached = self._members.get(user_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[1] < self.cache_seconds:
+            return cached[0]
+        try:
+            member = await bot.get_chat_member(self.chat_id, user_id)
+            allowed = member.status in AGENT_STATUSES
+        except TelegramError:
+            allowed = False
+        self._members[user_id] = (allowed, now)
+        return allowed
+
+
+@dataclass
+class AppServices:
+    settings: Settings
+    session_factory: SessionFactory
+    hours: BusinessHours
+    staff: StaffChat
+    clock: Callable[[], datetime] = utcnow
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work, committed by the wiring; services only flush."""
+        async with session_scope(self.session_factory) as session:
+            yield session
+
+    def now(self) -> datetime:
+        return self.clock()
+
+
+class BotData:
+    """``context.bot_data``: PTB instantiates it without arguments; the app sets ``services``."""
+
+    services: AppServices
+
+
+class KefuContext(
+    CallbackContext[ExtBot[None], dict[object, object], dict[object, object], BotData]
+):
+    @property
+    def services(self) -> AppServices:
+        return self.bot_data.services
