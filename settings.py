@@ -1,6 +1,6 @@
 """Kefu's configuration: every ``KEFU_*`` variable, read once into one ``Settings`` object.
 
-Nothing here runs at import time; ``main.py`` calls :func:`load_settings` and passes the object down.
+Nothing runs at import time; ``main.py`` calls :func:`load_settings` and passes it down.
 """
 
 from __future__ import annotations

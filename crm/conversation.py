@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm import customers, messages, ratings, tickets
 from crm.messages import Media
-from crm.models import AuthorKind, Customer, Direction, Resolution, Ticket
+from crm.models import AuthorKind, Customer, Direction, Rating, Resolution, Ticket
 from crm.schemas import CustomerInfo, MessageInfo, TicketCard, TicketInfo
 
 NEW_TICKET_FLAG = "new_ticket_requested"
@@ -330,3 +330,9 @@ async def find_staff_ticket(
         session, chat_id=chat_id, thread_id=thread_id, reply_to_message_id=reply_to_message_id
     )
     return None if ticket is None else await tickets.info(session, ticket=ticket)
+
+
+async def add_rating_comment(session: AsyncSession, *, rating_id: int, text: str) -> None:
+    rating = await session.get_one(Rating, rating_id)
+    rating.comment = f"{rating.comment}\n{text}" if rating.comment else text
+    await session.flush()

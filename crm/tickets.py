@@ -259,3 +259,16 @@ async def queue(
             )
         )
     return items
+
+
+async def get_latest_for_customer(session: AsyncSession, *, customer_id: int) -> Ticket:
+    result = await session.execute(
+        select(Ticket)
+        .where(Ticket.customer_id == customer_id)
+        .order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        .limit(1)
+    )
+    ticket = result.scalar_one_or_none()
+    if ticket is None:
+        raise TicketNotFound(customer_id=customer_id)
+    return ticket
