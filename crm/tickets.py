@@ -243,22 +243,21 @@ async def queue(
     """Tickets waiting on support, oldest first (pending ones wait on the customer: excluded)."""
     waiting = [s for s in statuses if s != TicketStatus.PENDING]
     result = await session.execute(
-        select(Ticket, Customer)
+        select(Ticket, Customer, Agent.first_name)
         .join(Customer, Customer.id == Ticket.customer_id)
+        .outerjoin(Agent, Agent.id == Ticket.assignee_id)
         .where(Ticket.status.in_(waiting))
         .order_by(Ticket.priority, Ticket.created_at, Ticket.id)
         .limit(limit)
     )
-    items = []
-    for ticket, customer in result.tuples():
-        items.append(
-            QueueItem(
-                ticket=await info(session, ticket=ticket),
-                customer_name=customer.display_name,
-                waiting_since=ticket.created_at,
-            )
+    return [
+        QueueItem(
+            ticket=TicketInfo.of(ticket, assignee_name=assignee),
+            customer_name=customer.display_name,
+            waiting_since=ticket.created_at,
         )
-    return items
+        for ticket, customer, assignee in result
+    ]
 
 
 async def get_latest_for_customer(session: AsyncSession, *, customer_id: int) -> Ticket:
