@@ -160,6 +160,8 @@ _STAFF: dict[str, str] = {
     "button_claim": "🙋 Claim",
     "button_resolve": "✅ Resolve",
     "button_reopen": "🔄 Reopen",
+    "not_manager": "Only managers can do this.",
+    "not_staff": "Only agents and managers can do this.",
 }
 
 
