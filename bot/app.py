@@ -117,6 +117,7 @@ def build_services(settings: Settings) -> AppServices:
     engine = create_engine(settings.resolved_database_url)
     return AppServices(
         settings=settings,
+        engine=engine,
         session_factory=create_session_factory(engine),
         hours=BusinessHours.parse(settings.business_hours, settings.tz),
         staff=StaffChat(settings.staff_chat_id, frozenset(settings.agent_ids)),

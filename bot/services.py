@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from telegram import Bot
 from telegram.error import TelegramError
 from telegram.ext import CallbackContext, ExtBot
@@ -68,6 +68,7 @@ class StaffChat:
 @dataclass
 class AppServices:
     settings: Settings
+    engine: AsyncEngine
     session_factory: SessionFactory
     hours: BusinessHours
     staff: StaffChat
@@ -81,6 +82,9 @@ class AppServices:
 
     def now(self) -> datetime:
         return self.clock()
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()
 
 
 class BotData:

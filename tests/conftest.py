@@ -9,7 +9,8 @@ import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,12 @@ from crm.models import Base
 POSTGRES_ENV = "KEFU_TEST_POSTGRES_URL"
 
 
+def in_thread(function: Callable[..., object], *args: object) -> None:
+    """Run blocking set-up (which may call asyncio.run) even while an event loop is running."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(function, *args).result()
+
+
 def _asyncpg_url(url: str) -> str:
     parsed = make_url(url)
     return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
@@ -32,7 +39,7 @@ def _asyncpg_url(url: str) -> str:
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An SQLite file migrated once; each test gets a copy."""
     path = tmp_path_factory.mktemp("db") / "template.db"
-    upgrade(f"sqlite+aiosqlite:///{path}")
+    in_thread(upgrade, f"sqlite+aiosqlite:///{path}")
     return path
 
 
@@ -54,35 +61,39 @@ def postgres_url() -> Iterator[str]:
         finally:
             await engine.dispose()
 
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    in_thread(asyncio.run, admin(f'CREATE DATABASE "{name}"'))
     url = make_url(base).set(database=name).render_as_string(hide_password=False)
     try:
-        upgrade(url)
+        in_thread(upgrade, url)
         yield url
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        in_thread(asyncio.run, admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def database_url(
+async def database_url(
     request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
-) -> Iterator[str]:
+) -> AsyncIterator[str]:
+    """An empty, migrated database for one test: a fresh SQLite copy or truncated PostgreSQL."""
     if request.param == "sqlite":
         path = tmp_path / "kefu.db"
         shutil.copy(sqlite_template, path)
         yield f"sqlite+aiosqlite:///{path}"
         return
     url: str = request.getfixturevalue("postgres_url")
+    engine = create_engine(url)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()
     yield url
 
 
 @pytest.fixture
 async def session_factory(database_url: str) -> AsyncIterator[SessionFactory]:
     engine = create_engine(database_url)
-    if engine.dialect.name == "postgresql":
-        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-        async with engine.begin() as conn:
-            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     try:
         yield create_session_factory(engine)
     finally:

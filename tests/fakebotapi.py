@@ -26,23 +26,44 @@ without Telegram and without mocking anything inside PTB::
 The server keeps a small world model (users, private chats, supergroups, forum topics, messages,
 files, updates) in plain JSON dicts shaped exactly like the Bot API objects, and validates
 requests the way Telegram does, answering with Telegram's own error descriptions (``Bad Request:
-chat not found``, ``Bad Request: can't parse entities: ...``, 429 flood waits, ...).
+chat not found``, ``Bad Request: can't parse entities: ...``, 429 flood waits, ...). Note that
+PTB strips "Bad Request: " and lower-cases the rest, so ``BadRequest.message`` reads e.g.
+``"Can't parse entities: unsupported start tag ..."``.
 
-World building (synchronous): :meth:`FakeBotAPI.add_user`, :meth:`~FakeBotAPI.add_supergroup`,
-:meth:`~FakeBotAPI.add_forum_topic`, :meth:`~FakeBotAPI.set_member_status`,
-:meth:`~FakeBotAPI.user_blocks_bot`. Updates: ``user_sends_*`` and ``user_taps_button``.
-Observing: :attr:`~FakeBotAPI.sent`, :attr:`~FakeBotAPI.requests`, ``messages_in``, ``message``,
-``topics``, ``callback_answers``, ``wait_for``, ``wait_for_messages``, ``wait_idle``.
-Fault injection: ``flood_limit`` and ``fail_next``.
+World building (synchronous, returns Bot API dicts):
+    ``add_user``, ``add_supergroup`` (``is_forum=True`` for forums), ``add_forum_topic``,
+    ``set_member_status``, ``user_blocks_bot``.
+Simulated users (each queues an Update and returns the new Message dict):
+    ``user_sends_text`` / ``_photo`` / ``_document`` / ``_voice`` / ``_video`` / ``_sticker`` /
+    ``_contact``, all accepting ``chat_id=``, ``message_thread_id=``, ``reply_to_message_id=``
+    (default: the user's private chat); ``user_taps_button`` queues a callback_query and
+    raises AssertionError if the message has no such button.
+Observing:
+    ``sent`` (every message the bot created, edits applied in place), ``requests`` (method,
+    params), ``messages_in``, ``message``, ``topics``, ``callback_answers``, ``reply_markups``,
+    ``reactions``, ``deleted``, ``internal_errors`` (bugs in the fake / unsupported methods);
+    ``wait_for``, ``wait_for_messages`` and ``wait_idle`` raise AssertionError listing the last
+    requests when they time out.
+Fault injection:
+    ``flood_limit`` (429 with retry_after=1) and ``fail_next``.
+
+Telegram behaviours that are reproduced on purpose because they bite real bots:
+    * editMessageText/editMessageCaption without ``reply_markup`` remove the inline keyboard;
+    * a message in a forum topic that is not a reply carries ``reply_to_message`` pointing at
+      the topic's ``forum_topic_created`` service message (whose id is the thread id);
+    * in a plain supergroup ``message_thread_id`` is ignored, in a forum an unknown one fails;
+    * bare hosts in links are normalised (``example.com`` -> ``http://example.com/``);
+    * a second getUpdates terminates a pending one with 409 Conflict.
 
 Deliberate strictness beyond Telegram: with ``strict_html_entities=True`` (the default) an
-unknown HTML entity such as ``&nbsp;`` is rejected (Telegram keeps it as literal text), so that
-unescaped user content is caught by the tests.
+unknown HTML entity such as ``&nbsp;`` is rejected with "can't parse entities: Unsupported HTML
+entity" (Telegram keeps it as literal text), so unescaped user content is caught by the tests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import itertools
 import json
@@ -51,13 +72,17 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from aiohttp import BodyPartReader, web
 
 JSON = dict[str, Any]
 UserRef = JSON | int
-ChatRef = JSON | int
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
 
 MAX_TEXT_LENGTH = 4096
 MAX_CAPTION_LENGTH = 1024
@@ -65,53 +90,35 @@ MAX_CALLBACK_DATA_BYTES = 64
 MAX_DOWNLOAD_SIZE = 20 * 1024 * 1024
 DEFAULT_TOKEN = "123456789:AAFakeTokenForKefuTests0123456789abc"
 TOPIC_COLORS = (7322096, 16766590, 13338331, 9367192, 16749490, 16478047)
-CHAT_ACTIONS = frozenset(
-    {
-        "typing",
-        "upload_photo",
-        "record_video",
-        "upload_video",
-        "record_voice",
-        "upload_voice",
-        "upload_document",
-        "choose_sticker",
-        "find_location",
-        "record_video_note",
-        "upload_video_note",
-    }
+CHAT_ACTIONS = _words(
+    "typing upload_photo record_video upload_video record_voice upload_voice upload_document"
+    " choose_sticker find_location record_video_note upload_video_note"
 )
 # Parameters whose values PTB (and every other client) sends JSON-encoded inside a form field.
 JSON_PARAMS = frozenset(
-    {
-        "reply_markup",
-        "reply_parameters",
-        "entities",
-        "caption_entities",
-        "media",
-        "allowed_updates",
-        "commands",
-        "scope",
-        "link_preview_options",
-        "reaction",
-        "results",
-        "options",
-        "permissions",
-        "message_ids",
-    }
+    _words(
+        "reply_markup reply_parameters entities caption_entities media allowed_updates commands"
+        " scope link_preview_options reaction results options permissions message_ids"
+    )
 )
-CONTENT_KEYS = (
-    "text",
-    "entities",
-    "animation",
-    "audio",
-    "document",
-    "photo",
-    "sticker",
-    "video",
-    "voice",
-    "contact",
-    "caption",
-    "caption_entities",
+CONTENT_KEYS = _words(
+    "text entities animation audio document photo sticker video voice contact caption"
+    " caption_entities"
+)
+_ADMIN_RIGHTS = _words(
+    "manage_chat delete_messages manage_video_chats restrict_members promote_members change_info"
+    " invite_users post_stories edit_stories delete_stories pin_messages manage_topics"
+)
+_RESTRICTED_RIGHTS = _words(
+    "change_info invite_users pin_messages send_messages send_polls send_other_messages"
+    " add_web_page_previews manage_topics send_audios send_documents send_photos send_videos"
+    " send_video_notes send_voice_notes"
+)
+_BUTTON_ACTIONS = frozenset(
+    _words(
+        "url callback_data switch_inline_query switch_inline_query_current_chat login_url"
+        " web_app switch_inline_query_chosen_chat callback_game pay copy_text"
+    )
 )
 MEDIA_KINDS = ("photo", "document", "voice", "video", "sticker", "audio", "animation")
 # Update types Telegram does not deliver unless explicitly listed in allowed_updates.
@@ -229,48 +236,29 @@ _HTML_TAGS = frozenset(
     {"a", "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler"}
     | {"code", "pre", "blockquote", "tg-emoji"}
 )
-_SIMPLE_TAGS = {
-    "b": "bold",
-    "strong": "bold",
-    "i": "italic",
-    "em": "italic",
-    "u": "underline",
-    "ins": "underline",
-    "s": "strikethrough",
-    "strike": "strikethrough",
-    "del": "strikethrough",
-    "span": "spoiler",
-    "tg-spoiler": "spoiler",
-}
+_SIMPLE_TAGS = {"b": "bold", "strong": "bold", "i": "italic", "em": "italic", "u": "underline"}
+_SIMPLE_TAGS |= {"ins": "underline", "s": "strikethrough", "strike": "strikethrough"}
+_SIMPLE_TAGS |= {"del": "strikethrough", "span": "spoiler", "tg-spoiler": "spoiler"}
 _NAMED_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
 _ENTITY_LIKE = re.compile(r"&#?[A-Za-z0-9]+;")
+_NUMERIC_ENTITY = re.compile(r"&#(?:x([0-9a-fA-F]*)|([0-9]*))")
+_NAMED_ENTITY = re.compile(r"&([A-Za-z]*)")
 
 
 def _decode_html_entity(text: str, pos: int) -> tuple[str, int]:
     """Decode ``&...;`` at ``pos`` like tdlib; returns ("", pos) when it is not an entity."""
-    end = pos + 1
-    if text.startswith("&#", pos):
-        end += 1
-        base, digits = (16, "0123456789abcdefABCDEF") if text.startswith("x", end) else (10, "")
-        if base == 16:
-            end += 1
-        start = end
-        digits = digits or "0123456789"
-        while end < len(text) and text[end] in digits:
-            end += 1
-        try:
-            code = int(text[start:end], base)
-        except ValueError:
+    if numeric := _NUMERIC_ENTITY.match(text, pos):
+        hex_digits, dec_digits = numeric.groups()
+        digits = hex_digits if hex_digits is not None else dec_digits
+        code = int(digits, 16 if hex_digits is not None else 10) if digits else 0
+        if code == 0 or code >= 0x10FFFF or numeric.end() - pos >= 10:
             return "", pos
-        if code == 0 or code >= 0x10FFFF or end - pos >= 10:
-            return "", pos
-        char = chr(code)
+        char, end = chr(code), numeric.end()
     else:
-        while end < len(text) and text[end].isascii() and text[end].isalpha():
-            end += 1
-        if text[pos + 1 : end] not in _NAMED_ENTITIES:
+        named = _NAMED_ENTITY.match(text, pos)
+        if named is None or named[1] not in _NAMED_ENTITIES:
             return "", pos
-        char = _NAMED_ENTITIES[text[pos + 1 : end]]
+        char, end = _NAMED_ENTITIES[named[1]], named.end()
     return char, end + 1 if text.startswith(";", end) else end
 
 
@@ -481,27 +469,9 @@ def _close_html_tag(top: _OpenTag, length: int, inner: str, entities: list[JSON]
 
 
 _MDV2_RESERVED = "_*[]()~`>#+-=|{}.!"
-_MDV2_NAMES = {
-    "bold": "Bold",
-    "italic": "Italic",
-    "underline": "Underline",
-    "strikethrough": "Strikethrough",
-    "spoiler": "Spoiler",
-    "code": "Code",
-    "pre": "Pre",
-    "text_link": "TextUrl",
-    "custom_emoji": "CustomEmoji",
-}
-_MDV2_CLOSERS = {
-    "bold": "*",
-    "strikethrough": "~",
-    "code": "`",
-    "pre": "```",
-    "text_link": "]",
-    "custom_emoji": "]",
-    "underline": "__",
-    "spoiler": "||",
-}
+_MDV2_NAMES = {"text_link": "TextUrl", "custom_emoji": "CustomEmoji"}
+_MDV2_CLOSERS = {"bold": "*", "strikethrough": "~", "code": "`", "pre": "```", "text_link": "]"}
+_MDV2_CLOSERS |= {"custom_emoji": "]", "underline": "__", "spoiler": "||"}
 
 
 def _skip_pre_header(text: str, i: int) -> tuple[int, str]:
@@ -627,11 +597,10 @@ def parse_markdown_v2(text: str) -> tuple[str, list[JSON]]:
         if entity is not None:
             entities.append(entity)
     if stack:
-        name = "PreCode" if stack[-1].name == "pre" and stack[-1].argument else None
-        raise EntityParseError(
-            f"Can't find end of {name or _MDV2_NAMES[stack[-1].name]} entity at byte offset "
-            f"{stack[-1].byte_offset}"
-        )
+        last = stack[-1]
+        name = _MDV2_NAMES.get(last.name, last.name.title())
+        name = "PreCode" if last.name == "pre" and last.argument else name
+        raise EntityParseError(f"Can't find end of {name} entity at byte offset {last.byte_offset}")
     if quote_start is not None and u16 > quote_start:
         entities.append({"type": "blockquote", "offset": quote_start, "length": u16 - quote_start})
     return "".join(out), _finish_entities(entities)
@@ -785,6 +754,19 @@ _FILE_DIRS = {
 Handler = Callable[[_Params], Awaitable[Any]]
 
 
+class Where(TypedDict, total=False):
+    """Where a simulated user message goes (default: the user's private chat with the bot)."""
+
+    chat_id: int | None
+    message_thread_id: int | None
+    reply_to_message_id: int | None
+
+
+def _opt(**values: Any) -> JSON:
+    """The given keyword arguments without the empty ones (None, "", [])."""
+    return {key: value for key, value in values.items() if value not in (None, "", [])}
+
+
 class FakeBotAPI:
     """In-process fake of ``api.telegram.org`` for one bot token (see the module docstring)."""
 
@@ -887,6 +869,7 @@ class FakeBotAPI:
         return f"http://127.0.0.1:{self._port}"
 
     async def start(self) -> None:
+        self._closing = False
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle_method)
         app.router.add_get("/file/bot{token}/{path:.+}", self._handle_file)
@@ -960,6 +943,7 @@ class FakeBotAPI:
         if is_forum:
             info["is_forum"] = True
         chat = _Chat(info=info, is_forum=is_forum, members={self.bot_user["id"]: bot_status})
+        chat.last_message_id = 1 if is_forum else 0  # id 1 is the General topic in forums
         for ref in members:
             chat.members[self._user_id(ref)] = "member"
         for ref in admins:
@@ -996,18 +980,15 @@ class FakeBotAPI:
         user: UserRef,
         text: str,
         *,
-        chat_id: int | None = None,
-        message_thread_id: int | None = None,
-        reply_to_message_id: int | None = None,
         entities: list[JSON] | None = None,
+        **where: Unpack[Where],
     ) -> JSON:
         """Queue a ``message`` update with a text message; commands get a bot_command entity."""
         found = list(entities or [])
         command = re.match(r"/[A-Za-z0-9_]{1,64}(@[A-Za-z0-9_]{3,32})?", text)
         if command and not any(e.get("type") == "bot_command" for e in found):
             found.insert(0, {"type": "bot_command", "offset": 0, "length": _u16(command[0])})
-        content: JSON = {"text": text} | ({"entities": found} if found else {})
-        return self._user_message(user, content, chat_id, message_thread_id, reply_to_message_id)
+        return self._user_message(user, {"text": text} | _opt(entities=found), where)
 
     def user_sends_photo(
         self,
@@ -1015,17 +996,11 @@ class FakeBotAPI:
         *,
         caption: str | None = None,
         content: bytes | None = None,
-        chat_id: int | None = None,
-        message_thread_id: int | None = None,
-        reply_to_message_id: int | None = None,
+        **where: Unpack[Where],
     ) -> JSON:
         """Queue a photo message (3 PhotoSizes, downloadable through getFile)."""
-        body = content if content is not None else _fake_jpeg(2048)
-        sizes = self._new_photo(body)
-        msg_content: JSON = {"photo": sizes} | ({"caption": caption} if caption else {})
-        return self._user_message(
-            user, msg_content, chat_id, message_thread_id, reply_to_message_id
-        )
+        sizes = self._new_photo(content if content is not None else _fake_jpeg(2048))
+        return self._user_message(user, {"photo": sizes} | _opt(caption=caption), where)
 
     def user_sends_document(
         self,
@@ -1035,16 +1010,11 @@ class FakeBotAPI:
         mime_type: str,
         *,
         caption: str | None = None,
-        chat_id: int | None = None,
-        message_thread_id: int | None = None,
-        reply_to_message_id: int | None = None,
+        **where: Unpack[Where],
     ) -> JSON:
         upload = Upload("document", file_name, content, mime_type)
         doc = self._store_upload("document", upload, {}).media
-        msg_content: JSON = {"document": doc} | ({"caption": caption} if caption else {})
-        return self._user_message(
-            user, msg_content, chat_id, message_thread_id, reply_to_message_id
-        )
+        return self._user_message(user, {"document": doc} | _opt(caption=caption), where)
 
     def user_sends_voice(
         self,
@@ -1052,15 +1022,11 @@ class FakeBotAPI:
         *,
         duration: int = 3,
         content: bytes | None = None,
-        chat_id: int | None = None,
-        message_thread_id: int | None = None,
-        reply_to_message_id: int | None = None,
+        **where: Unpack[Where],
     ) -> JSON:
         upload = Upload("voice", "voice.oga", content or _FAKE_CONTENT["voice"], "audio/ogg")
         voice = self._store_upload("voice", upload, {"duration": duration}).media
-        return self._user_message(
-            user, {"voice": voice}, chat_id, message_thread_id, reply_to_message_id
-        )
+        return self._user_message(user, {"voice": voice}, where)
 
     def user_sends_video(
         self,
@@ -1069,31 +1035,18 @@ class FakeBotAPI:
         duration: int = 5,
         caption: str | None = None,
         content: bytes | None = None,
-        chat_id: int | None = None,
-        message_thread_id: int | None = None,
-        reply_to_message_id: int | None = None,
+        **where: Unpack[Where],
     ) -> JSON:
         upload = Upload("video", "video.mp4", content or _FAKE_CONTENT["video"], "video/mp4")
         video = self._store_upload("video", upload, {"duration": duration}).media
-        msg_content: JSON = {"video": video} | ({"caption": caption} if caption else {})
-        return self._user_message(
-            user, msg_content, chat_id, message_thread_id, reply_to_message_id
-        )
+        return self._user_message(user, {"video": video} | _opt(caption=caption), where)
 
     def user_sends_sticker(
-        self,
-        user: UserRef,
-        *,
-        emoji: str = "👍",
-        chat_id: int | None = None,
-        message_thread_id: int | None = None,
-        reply_to_message_id: int | None = None,
+        self, user: UserRef, *, emoji: str = "👍", **where: Unpack[Where]
     ) -> JSON:
         upload = Upload("sticker", "sticker.webp", _FAKE_CONTENT["sticker"], "image/webp")
         sticker = self._store_upload("sticker", upload, {"emoji": emoji}).media
-        return self._user_message(
-            user, {"sticker": sticker}, chat_id, message_thread_id, reply_to_message_id
-        )
+        return self._user_message(user, {"sticker": sticker}, where)
 
     def user_sends_contact(
         self,
@@ -1103,22 +1056,16 @@ class FakeBotAPI:
         first_name: str | None = None,
         last_name: str | None = None,
         contact_user_id: int | None = None,
-        chat_id: int | None = None,
-        message_thread_id: int | None = None,
-        reply_to_message_id: int | None = None,
+        **where: Unpack[Where],
     ) -> JSON:
         """Queue a Contact message; by default the user shares their own contact."""
         sender = self._users[self._user_id(user)]
-        contact: JSON = {
-            "phone_number": phone_number,
-            "first_name": first_name or sender["first_name"],
-            "user_id": contact_user_id if contact_user_id is not None else sender["id"],
-        }
-        if last_name or (first_name is None and sender.get("last_name")):
-            contact["last_name"] = last_name or sender["last_name"]
-        return self._user_message(
-            user, {"contact": contact}, chat_id, message_thread_id, reply_to_message_id
-        )
+        if first_name is None:
+            first_name, last_name = sender["first_name"], sender.get("last_name")
+        contact: JSON = {"phone_number": phone_number, "first_name": first_name}
+        contact |= _opt(last_name=last_name)
+        contact["user_id"] = contact_user_id if contact_user_id is not None else sender["id"]
+        return self._user_message(user, {"contact": contact}, where)
 
     def user_taps_button(self, user: UserRef, message: JSON, data: str) -> str:
         """Queue a callback_query for an inline button of a bot message; returns the query id."""
@@ -1174,7 +1121,7 @@ class FakeBotAPI:
     def topics(self, chat_id: int) -> list[JSON]:
         return list(self._world_chat(chat_id).topics.values())
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Poll ``predicate`` every 10 ms; raise AssertionError with recent requests on timeout."""
         deadline = time.monotonic() + timeout
         while not predicate():
@@ -1183,7 +1130,12 @@ class FakeBotAPI:
             await asyncio.sleep(0.01)
 
     async def wait_for_messages(
-        self, chat_id: int, count: int, *, thread_id: int | None = None, timeout: float = 10.0
+        self,
+        chat_id: int,
+        count: int,
+        *,
+        thread_id: int | None = None,
+        timeout: float = 10.0,  # noqa: ASYNC109
     ) -> list[JSON]:
         """Wait until the bot has at least ``count`` messages in the chat/topic; return them."""
         await self.wait_for(
@@ -1191,7 +1143,7 @@ class FakeBotAPI:
         )
         return self.messages_in(chat_id, thread_id=thread_id)
 
-    async def wait_idle(self, quiet: float = 0.3, timeout: float = 10.0) -> None:
+    async def wait_idle(self, quiet: float = 0.3, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Wait until no update is pending and no (non-polling) request for ``quiet`` s."""
 
         def idle() -> bool:
@@ -1238,6 +1190,8 @@ class FakeBotAPI:
             return _error_response(ApiError(401, "Unauthorized"))
         entry = self._handlers.get(request.match_info["method"].lower())
         if entry is None:
+            # Telegram answers 404 too, which PTB turns into InvalidToken: leave a clear trace.
+            self.internal_errors.append(f"unsupported method {request.match_info['method']!r}")
             return _error_response(ApiError(404, "Not Found"))
         name, handler = entry
         polling = name == "getUpdates"
@@ -1361,29 +1315,21 @@ class FakeBotAPI:
         elif chat.members.get(user_id, "left") in ("left", "kicked"):
             raise ValueError(f"user {user_id} is not a member of chat {chat.id}")
 
-    def _user_message(
-        self,
-        user: UserRef,
-        content: JSON,
-        chat_id: int | None,
-        thread_id: int | None,
-        reply_to_message_id: int | None,
-    ) -> JSON:
+    def _user_message(self, user: UserRef, content: JSON, where: Where) -> JSON:
         sender = self._users[self._user_id(user)]
-        chat = self._world_chat(chat_id if chat_id is not None else sender["id"])
+        chat = self._world_chat(where.get("chat_id") or sender["id"])
         self._require_participant(chat, sender["id"])
         reply_to = None
-        if reply_to_message_id is not None:
-            reply_to = chat.messages.get(reply_to_message_id)
+        if (reply_id := where.get("reply_to_message_id")) is not None:
+            reply_to = chat.messages.get(reply_id)
             if reply_to is None:
-                raise ValueError(f"no message {reply_to_message_id} in chat {chat.id}")
-        if thread_id is not None and chat.is_forum and thread_id not in chat.topics:
+                raise ValueError(f"no message {reply_id} in chat {chat.id}")
+        thread_id = where.get("message_thread_id") if chat.is_forum else None
+        if thread_id is not None and thread_id not in chat.topics:
             raise ValueError(f"no topic {thread_id} in chat {chat.id}")
         if thread_id is None and reply_to is not None and chat.is_forum:
             thread_id = reply_to.get("message_thread_id")
-        msg = self._create_message(
-            chat, sender, content, thread=thread_id if chat.is_forum else None, reply_to=reply_to
-        )
+        msg = self._create_message(chat, sender, content, thread=thread_id, reply_to=reply_to)
         self._enqueue("message", msg)
         return msg
 
@@ -1422,9 +1368,9 @@ class FakeBotAPI:
         if raw is None or raw == "":
             raise _bad(f"{name} is empty")
         if isinstance(raw, str) and raw.startswith("@"):
-            for chat in self._chats.values():
-                if str(chat.info.get("username", "")).lower() == raw[1:].lower():
-                    return chat
+            for candidate in self._chats.values():
+                if str(candidate.info.get("username", "")).lower() == raw[1:].lower():
+                    return candidate
             raise _bad("chat not found")
         try:
             chat_id = int(raw)
@@ -1537,12 +1483,10 @@ class FakeBotAPI:
             return markup
         if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
             raise _bad("can't parse inline keyboard button: InlineKeyboardButton must be an Object")
-        actions = ("url", "callback_data", "switch_inline_query", "login_url", "web_app", "pay")
-        actions += ("switch_inline_query_current_chat", "switch_inline_query_chosen_chat")
         for button in itertools.chain.from_iterable(rows):
             if not isinstance(button, dict) or "text" not in button:
                 raise _bad("can't parse inline keyboard button: Text must be a String")
-            if not any(key in button for key in actions + ("callback_game", "copy_text")):
+            if not _BUTTON_ACTIONS & button.keys():
                 raise _bad("text buttons are unallowed in the inline keyboard")
             data = button.get("callback_data")
             if data is not None and not 1 <= len(str(data).encode()) <= MAX_CALLBACK_DATA_BYTES:
@@ -1717,17 +1661,10 @@ class FakeBotAPI:
             member["is_anonymous"] = False
         elif status == "administrator":
             member |= {"can_be_edited": False, "is_anonymous": False}
-            rights = ("manage_chat", "delete_messages", "manage_video_chats", "restrict_members")
-            rights += ("promote_members", "change_info", "invite_users", "post_stories")
-            rights += ("edit_stories", "delete_stories", "pin_messages", "manage_topics")
-            member |= {f"can_{right}": right != "promote_members" for right in rights}
+            member |= {f"can_{right}": right != "promote_members" for right in _ADMIN_RIGHTS}
         elif status == "restricted":
             member |= {"is_member": True, "until_date": 0, "can_edit_tag": False}
-            rights = ("change_info", "invite_users", "pin_messages", "send_messages", "send_polls")
-            rights += ("send_other_messages", "add_web_page_previews", "manage_topics")
-            rights += ("send_audios", "send_documents", "send_photos", "send_videos")
-            rights += ("send_video_notes", "send_voice_notes")
-            member |= {f"can_{right}": False for right in rights}
+            member |= dict.fromkeys((f"can_{right}" for right in _RESTRICTED_RIGHTS), False)
         elif status == "kicked":
             member["until_date"] = 0
         return member
@@ -1779,10 +1716,8 @@ class FakeBotAPI:
             if remaining <= 0 or self._closing:
                 return []
             event = self._wakeup
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), remaining)
-            except TimeoutError:
-                pass
             if generation != self._poll_generation:
                 raise ApiError(
                     409,

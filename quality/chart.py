@@ -1,0 +1,95 @@
+"""The digest chart: daily customer messages stacked by category, and the daily mean rating
+with its control limits. PNG bytes drawn with matplotlib's Agg canvas (no pyplot, no display,
+safe in a worker thread). CPU work: call it through ``asyncio.to_thread`` from async code.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+from quality.digest import Digest
+
+PALETTE = (
+    "#4C78A8",
+    "#F58518",
+    "#54A24B",
+    "#B279A2",
+    "#E45756",
+    "#72B7B2",
+    "#EECA3B",
+    "#9D755D",
+    "#BAB0AC",
+)
+
+
+def render_chart(digest: Digest, *, dpi: int = 110) -> bytes:
+    """Two panels (volume by category, mean rating with limits) as PNG bytes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    chart = digest.chart
+    days = list(chart.days)
+    x = list(range(len(days)))
+    labels = [f"{d:%d %b}" if i % 7 == 0 or i == len(days) - 1 else "" for i, d in enumerate(days)]
+    in_period = [digest.period.first <= d <= digest.period.last for d in days]
+
+    fig = Figure(figsize=(8.0, 6.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+
+    bottoms = [0] * len(days)
+    for j, category in enumerate(chart.categories):
+        values = [int(v) for v in chart.volume[:, j]]
+        top.bar(
+            x, values, bottom=bottoms, width=0.8, label=category,
+            color=PALETTE[j % len(PALETTE)], linewidth=0,
+        )
+        bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
+    for i, inside in enumerate(in_period):
+        if inside:
+            top.axvspan(i - 0.5, i + 0.5, color="#000000", alpha=0.06, linewidth=0)
+    top.set_title("Customer messages per day, by category", fontsize=11, loc="left")
+    top.set_ylabel("messages")
+    top.grid(axis="y", alpha=0.3)
+    if chart.categories:
+        top.legend(fontsize=8, ncols=min(4, len(chart.categories)), loc="upper left", frameon=False)
+    if not any(bottoms):
+        top.text(0.5, 0.5, "no messages", transform=top.transAxes, ha="center", color="#888888")
+    top.set_ylim(0, max(1, max(bottoms, default=0)) * 1.25)
+
+    ratings = digest.control.days
+    by_day = {r.day: r for r in ratings}
+    means = [_nan(by_day[d].mean) if d in by_day else math.nan for d in days]
+    lower = [_nan(by_day[d].lower) if d in by_day else math.nan for d in days]
+    upper = [_nan(by_day[d].upper) if d in by_day else math.nan for d in days]
+    outside = [i for i, d in enumerate(days) if d in by_day and by_day[d].outside]
+    if digest.control.centre is not None:
+        bottom.axhline(digest.control.centre, color="#555555", linewidth=1, linestyle="--",
+                       label=f"centre {digest.control.centre:.2f}")
+    bottom.fill_between(x, lower, upper, step="mid", color="#4C78A8", alpha=0.15,
+                        label="control limits (±3 SE)")
+    bottom.plot(x, means, marker="o", markersize=3.5, color="#4C78A8", linewidth=1.2,
+                label="mean rating")
+    if outside:
+        bottom.scatter(outside, [means[i] for i in outside], color="#E45756", zorder=3, s=36,
+                       label="outside the limits")
+    for i, inside in enumerate(in_period):
+        if inside:
+            bottom.axvspan(i - 0.5, i + 0.5, color="#000000", alpha=0.06, linewidth=0)
+    bottom.set_ylim(0.8, 5.2)
+    bottom.set_yticks([1, 2, 3, 4, 5])
+    bottom.set_ylabel("rating")
+    bottom.set_title("Daily mean rating (1–5) and control limits", fontsize=11, loc="left")
+    bottom.grid(axis="y", alpha=0.3)
+    bottom.legend(fontsize=8, loc="lower left", ncols=2, frameon=False)
+    bottom.set_xticks(x, labels, fontsize=8)
+    bottom.set_xlim(-0.6, max(len(days) - 0.4, 0.4))
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
