@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -177,7 +177,3 @@ def render_sla_breach(breach: SlaBreach, *, business_hours: bool) -> str:
         f"⏰ <b>#{breach.number}</b> has waited {format_seconds(breach.waited_seconds)} "
         f"({clock}) for a first answer; the target is {breach.target_minutes:g} min."
     )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

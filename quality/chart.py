@@ -42,8 +42,13 @@ def render_chart(digest: Digest, *, dpi: int = 110) -> bytes:
     for j, category in enumerate(chart.categories):
         values = [int(v) for v in chart.volume[:, j]]
         top.bar(
-            x, values, bottom=bottoms, width=0.8, label=category,
-            color=PALETTE[j % len(PALETTE)], linewidth=0,
+            x,
+            values,
+            bottom=bottoms,
+            width=0.8,
+            label=category,
+            color=PALETTE[j % len(PALETTE)],
+            linewidth=0,
         )
         bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
     for i, inside in enumerate(in_period):
@@ -65,15 +70,28 @@ def render_chart(digest: Digest, *, dpi: int = 110) -> bytes:
     upper = [_nan(by_day[d].upper) if d in by_day else math.nan for d in days]
     outside = [i for i, d in enumerate(days) if d in by_day and by_day[d].outside]
     if digest.control.centre is not None:
-        bottom.axhline(digest.control.centre, color="#555555", linewidth=1, linestyle="--",
-                       label=f"centre {digest.control.centre:.2f}")
-    bottom.fill_between(x, lower, upper, step="mid", color="#4C78A8", alpha=0.15,
-                        label="control limits (±3 SE)")
-    bottom.plot(x, means, marker="o", markersize=3.5, color="#4C78A8", linewidth=1.2,
-                label="mean rating")
+        bottom.axhline(
+            digest.control.centre,
+            color="#555555",
+            linewidth=1,
+            linestyle="--",
+            label=f"centre {digest.control.centre:.2f}",
+        )
+    bottom.fill_between(
+        x, lower, upper, step="mid", color="#4C78A8", alpha=0.15, label="control limits (±3 SE)"
+    )
+    bottom.plot(
+        x, means, marker="o", markersize=3.5, color="#4C78A8", linewidth=1.2, label="mean rating"
+    )
     if outside:
-        bottom.scatter(outside, [means[i] for i in outside], color="#E45756", zorder=3, s=36,
-                       label="outside the limits")
+        bottom.scatter(
+            outside,
+            [means[i] for i in outside],
+            color="#E45756",
+            zorder=3,
+            s=36,
+            label="outside the limits",
+        )
     for i, inside in enumerate(in_period):
         if inside:
             bottom.axvspan(i - 0.5, i + 0.5, color="#000000", alpha=0.06, linewidth=0)

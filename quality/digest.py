@@ -18,7 +18,7 @@ import html
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
@@ -407,7 +407,8 @@ class Digest:
 
     def to_json(self) -> dict[str, Any]:
         """Every figure as JSON-ready data (dates ISO, NaN as null)."""
-        return _jsonable(self)  # type: ignore[no-any-return]
+        result: dict[str, Any] = _jsonable(self)
+        return result
 
 
 def _jsonable(value: Any) -> Any:
@@ -623,11 +624,7 @@ def _chart(raw: RawDigest) -> ChartData:
     if rest:
         columns.append(np.sum([per_category[c] for c in rest], axis=0))
         labels.append(rest[0] if len(rest) == 1 else OTHER)
-    matrix = (
-        np.stack(columns, axis=1)
-        if columns
-        else np.zeros((len(days), 0), dtype=np.int64)
-    )
+    matrix = np.stack(columns, axis=1) if columns else np.zeros((len(days), 0), dtype=np.int64)
     return ChartData(tuple(days), tuple(labels), matrix.astype(np.int64))
 
 
@@ -640,11 +637,16 @@ def aggregate(
     """Pure: the Digest from fetched data (CPU only; call it off the event loop)."""
     target = config.first_response_target_minutes
     current = period_figures(
-        raw.current, hours=config.hours, target_minutes=target, as_of=raw.now,
+        raw.current,
+        hours=config.hours,
+        target_minutes=target,
+        as_of=raw.now,
         names=raw.agent_names,
     )
     previous = period_figures(
-        raw.previous, hours=config.hours, target_minutes=target,
+        raw.previous,
+        hours=config.hours,
+        target_minutes=target,
         as_of=raw.now,
         names=raw.agent_names,
     )
@@ -681,7 +683,9 @@ async def fetch_raw(
     prev = previous_period(period, config.tz)
     current = await fetch.period_data(session, start=period.start, end=period.end)
     previous = await fetch.period_data(session, start=prev.start, end=prev.end)
-    first = min(period.first - timedelta(days=BASELINE_DAYS), period.last - timedelta(days=CHART_DAYS - 1))
+    first = min(
+        period.first - timedelta(days=BASELINE_DAYS), period.last - timedelta(days=CHART_DAYS - 1)
+    )
     daily = await fetch.daily_series(
         session, first=first, last=period.last, tz=config.tz, end=period.end
     )
@@ -858,7 +862,9 @@ def _csat_lines(d: Digest) -> list[str]:
     lines.append(f"⭐ Mean <b>{c.mean:.2f}</b>{_mean_trend(ch['csat_mean'])}{ci}")
     lines.append(f"Median {c.median:g}{sd} · {c.count} ratings{_trend(ch['csat_count'])}")
     share = c.satisfied_share or 0.0
-    lines.append(f"😊 Rated 4–5: <b>{share * 100:.0f}%</b>{_trend(ch['csat_satisfied_share'], points=True)}")
+    lines.append(
+        f"😊 Rated 4–5: <b>{share * 100:.0f}%</b>{_trend(ch['csat_satisfied_share'], points=True)}"
+    )
     lines.append(" · ".join(f"{i + 1}★ {n}" for i, n in enumerate(c.distribution)))
     return lines
 

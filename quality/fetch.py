@@ -155,7 +155,7 @@ def _between(column: Any, start: datetime, end: datetime) -> ColumnElement[bool]
 
 async def ticket_counts(session: AsyncSession, *, start: datetime, end: datetime) -> TicketCounts:
     """New tickets by category; self-served, escalated and reopened among them."""
-    one = literal_column("1")
+    one: ColumnElement[int] = literal_column("1")
     rows = await session.execute(
         select(
             Ticket.category,
@@ -179,9 +179,7 @@ async def ticket_counts(session: AsyncSession, *, start: datetime, end: datetime
     return TicketCounts(total, by_category, self_served, escalated, reopened)
 
 
-async def message_counts(
-    session: AsyncSession, *, start: datetime, end: datetime
-) -> MessageCounts:
+async def message_counts(session: AsyncSession, *, start: datetime, end: datetime) -> MessageCounts:
     """Messages by direction, author, category and sentiment (one GROUP BY)."""
     rows = await session.execute(
         select(

@@ -15,7 +15,7 @@ from telegram import (
     ReplyParameters,
     Update,
 )
-from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter
+from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, RetryAfter
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -338,13 +338,55 @@ async def test_get_updates_offset_and_long_poll(api: FakeBotAPI, bot: Bot) -> No
     assert api.pending_updates == 0
 
     waiting = asyncio.create_task(bot.get_updates(offset=update.update_id + 1, timeout=5))
-    await api.wait_for(lambda: api.requests[-1][0] == "getUpdates" and len(api.requests) == 4)
+    await api.wait_for(lambda: [m for m, _ in api.requests].count("getUpdates") == 3)
     api.user_sends_text(user, "/start@kefu_test_bot hello")
     [later] = await waiting
     assert later.message is not None
     assert later.message.text == "/start@kefu_test_bot hello"
     [entity] = later.message.entities
     assert (entity.type, entity.offset, entity.length) == ("bot_command", 0, 20)
+
+
+async def test_concurrent_get_updates_conflict(api: FakeBotAPI, bot: Bot) -> None:
+    pending = asyncio.create_task(bot.get_updates(timeout=5))
+    await api.wait_for(lambda: any(m == "getUpdates" for m, _ in api.requests))
+    url = f"{api.url}/bot{TOKEN}/getUpdates"
+    async with aiohttp.ClientSession() as http, http.post(url, data={"timeout": "0"}) as resp:
+        assert (await resp.json()) == {"ok": True, "result": []}
+    with pytest.raises(Conflict, match="terminated by other getUpdates request"):
+        await pending
+
+
+async def test_every_simulated_message_parses_in_ptb(api: FakeBotAPI, bot: Bot) -> None:
+    user = api.add_user("Sim", last_name="User")
+    forum = api.add_supergroup("Forum", is_forum=True, members=[user])
+    topic = api.add_forum_topic(forum["id"], "Existing topic", creator=user)
+    api.user_sends_document(user, "log.txt", b"boom", "text/plain", caption="logs")
+    api.user_sends_voice(user, duration=7)
+    api.user_sends_video(user, caption="clip")
+    api.user_sends_sticker(user, emoji="🙂")
+    api.user_sends_contact(user, "+15550100")
+    api.user_sends_text(
+        user, "in topic", chat_id=forum["id"], message_thread_id=topic["message_thread_id"]
+    )
+    updates = await bot.get_updates(timeout=0)
+    messages = [u.message for u in updates if u.message is not None]
+    assert len(messages) == 6
+    document, voice, video, sticker, contact, threaded = messages
+    assert document.document is not None and document.document.file_name == "log.txt"
+    assert document.caption == "logs"
+    assert voice.voice is not None and voice.voice.mime_type == "audio/ogg"
+    assert video.video is not None and video.caption == "clip"
+    assert sticker.sticker is not None and sticker.sticker.emoji == "🙂"
+    assert contact.contact is not None
+    assert (contact.contact.first_name, contact.contact.last_name) == ("Sim", "User")
+    assert contact.contact.user_id == user["id"]
+    assert threaded.message_thread_id == topic["message_thread_id"] and threaded.is_topic_message
+    # Telegram quirk: topic messages "reply" to the forum_topic_created service message
+    assert threaded.reply_to_message is not None
+    assert threaded.reply_to_message.forum_topic_created is not None
+    file = await bot.get_file(document.document.file_id)
+    assert bytes(await file.download_as_bytearray()) == b"boom"
 
 
 async def test_polling_application_end_to_end(api: FakeBotAPI) -> None:

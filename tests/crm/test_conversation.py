@@ -217,3 +217,18 @@ async def test_notes_are_internal(session_factory: SessionFactory) -> None:
         )
         rows = await conversation.messages.list_for_ticket(session, ticket_id=routed.ticket.id)
     assert [(m.direction, m.text) for m in rows] == [("in", "x"), ("internal", "VIP")]
+
+
+async def test_sqlite_runs_in_wal_mode(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from crm.db import create_engine
+
+    engine = create_engine(f"sqlite+aiosqlite:///{Path(str(tmp_path)) / 'x' / 'wal.db'}")
+    try:
+        async with engine.connect() as conn:
+            mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar_one()
+            keys = (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar_one()
+    finally:
+        await engine.dispose()
+    assert (mode, keys) == ("wal", 1)

@@ -1,0 +1,64 @@
+"""The managers' commands: ``/digest [week]`` and ``/stats 7d|30d``.
+
+Only chats listed in ``KEFU_MANAGER_CHAT_IDS`` may use them; anyone else is refused. The
+handlers run in their own group before the customers' handlers and stop the update there.
+"""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.constants import ParseMode
+from telegram.ext import ApplicationHandlerStop
+
+from bot import jobs, texts
+from bot.parsing import command_argument
+from bot.services import KefuContext
+from quality.digest import PeriodKind, render_stats_text
+
+STATS_DAYS = {"7d": 7, "7": 7, "30d": 30, "30": 30}
+# TODO(lead): move to bot/texts.py (_STAFF["stats_usage"], _STAFF["digest_usage"]).
+STATS_USAGE = "Use /stats 7d or /stats 30d."
+DIGEST_USAGE = "Use /digest for today so far, or /digest week for this week so far."
+
+
+async def _manager_chat(update: Update, context: KefuContext) -> bool:
+    """True in a manager chat; elsewhere the sender is told no (and nothing else answers)."""
+    chat, message = update.effective_chat, update.effective_message
+    if chat is not None and chat.id in context.services.settings.manager_chat_ids:
+        return True
+    if message is not None:
+        await message.reply_html(texts.staff_text("not_manager"))
+    raise ApplicationHandlerStop
+
+
+async def digest(update: Update, context: KefuContext) -> None:
+    """``/digest``: today so far; ``/digest week``: this week so far (text and chart)."""
+    await _manager_chat(update, context)
+    message = update.effective_message
+    assert message is not None  # noqa: S101 - CommandHandler only passes messages
+    argument = command_argument(message).lower()
+    if argument not in ("", "day", "today", "week"):
+        await message.reply_html(texts.escape(DIGEST_USAGE))
+        raise ApplicationHandlerStop
+    services = context.services
+    kind = PeriodKind.WEEK if argument == "week" else PeriodKind.DAY
+    today = services.now().astimezone(services.settings.tz).date()
+    rendered = await jobs.build(services, kind=kind, day=today)
+    await jobs.send_rendered(context.bot, message.chat_id, rendered)
+    raise ApplicationHandlerStop
+
+
+async def stats(update: Update, context: KefuContext) -> None:
+    """``/stats 7d|30d``: headline figures of the last 7 or 30 days against the ones before."""
+    await _manager_chat(update, context)
+    message = update.effective_message
+    assert message is not None  # noqa: S101 - CommandHandler only passes messages
+    days = STATS_DAYS.get(command_argument(message).lower() or "7d")
+    if days is None:
+        await message.reply_html(texts.escape(STATS_USAGE))
+        raise ApplicationHandlerStop
+    services = context.services
+    today = services.now().astimezone(services.settings.tz).date()
+    rendered = await jobs.build(services, kind=PeriodKind.RANGE, day=today, days=days, chart=False)
+    await message.reply_text(render_stats_text(rendered.digest), parse_mode=ParseMode.HTML)
+    raise ApplicationHandlerStop

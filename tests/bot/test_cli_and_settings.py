@@ -1,0 +1,101 @@
+"""The command line and the configuration contract."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.logs import RedactFilter
+from settings import RateLimits, Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_main(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KEFU_")}
+    return subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, str(ROOT / "main.py"), *args],
+        env={**clean, **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=env.get("CWD", str(ROOT)),
+        check=False,
+    )
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("KEFU_AGENT_IDS", "1, 2,3")
+    monkeypatch.setenv("KEFU_MANAGER_CHAT_IDS", "-100123")
+    monkeypatch.setenv("KEFU_TELEGRAM_TOKEN", "42:secret")
+    monkeypatch.setenv("KEFU_TELEGRAM_RATE_LIMITS", "off")
+    monkeypatch.setenv("KEFU_STAFF_CHAT_ID", "")
+    monkeypatch.setenv("KEFU_DATA_DIR", str(tmp_path))
+    settings = load_settings(_env_file=None)
+    assert settings.agent_ids == [1, 2, 3]
+    assert settings.manager_chat_ids == [-100123]
+    assert settings.staff_chat_id is None
+    assert settings.telegram_rate_limits == RateLimits.OFF
+    assert "secret" not in repr(settings)
+    assert settings.telegram_token is not None
+    assert settings.telegram_token.get_secret_value() == "42:secret"
+    assert (
+        settings.resolved_database_url == f"sqlite+aiosqlite:///{(tmp_path / 'kefu.db').resolve()}"
+    )
+
+
+def test_settings_reject_unknown_timezone() -> None:
+    with pytest.raises(ValueError, match="unknown time zone"):
+        Settings(_env_file=None, timezone="Mars/Olympus")  # type: ignore[call-arg]
+
+
+def test_run_without_token_explains_and_exits_2(tmp_path: Path) -> None:
+    result = run_main("run", env={"KEFU_DATA_DIR": str(tmp_path), "CWD": str(tmp_path)})
+    assert result.returncode == 2
+    assert "BotFather" in result.stderr
+    assert "KEFU_TELEGRAM_TOKEN" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_bad_configuration_is_reported_plainly(tmp_path: Path) -> None:
+    env = {
+        "KEFU_DATA_DIR": str(tmp_path),
+        "KEFU_STAFF_CHAT_ID": "not-a-number",
+        "CWD": str(tmp_path),
+    }
+    result = run_main("run", env=env)
+    assert result.returncode == 2
+    assert "KEFU_STAFF_CHAT_ID" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_db_upgrade_and_console(tmp_path: Path) -> None:
+    env = {"KEFU_DATA_DIR": str(tmp_path), "CWD": str(tmp_path)}
+    upgraded = run_main("db", "upgrade", env=env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert (tmp_path / "kefu.db").exists()
+    script = "My parcel is late\n/agent We are on it\n/resolve\n/rate 5 lovely\nNew issue\n/quit\n"
+    result = run_main("console", env=env, stdin=script)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "opened ticket #1001" in out
+    assert "[staff chat] 🎫 Ticket #1001" in out
+    assert "[bot → customer] We are on it" in out
+    assert "has been resolved" in out
+    assert "Thank you for your rating (5/5)" in out
+    assert "opened ticket #1002" in out
+    assert "Earlier tickets: #1001 (★★★★★)" in out
+
+
+def test_redact_filter_hides_the_token() -> None:
+    record = logging.LogRecord(
+        "httpx", logging.INFO, __file__, 1, "POST https://x/bot%s/getMe", ("42:secret",), None
+    )
+    RedactFilter("42:secret").filter(record)
+    assert record.getMessage() == "POST https://x/bot[token]/getMe"
