@@ -213,8 +213,13 @@ async def _set_commands(application: KefuApplication) -> None:
         log.warning("could not register the command menu", exc_info=True)
 
 
-def build_application(settings: Settings, services: AppServices | None = None) -> KefuApplication:
-    """The python-telegram-bot Application with every handler, job and limit of Kefu."""
+def build_application(
+    settings: Settings, services: AppServices | None = None, *, max_concurrent_updates: int = 64
+) -> KefuApplication:
+    """The python-telegram-bot Application with every handler, job and limit of Kefu.
+
+    ``max_concurrent_updates=1`` processes updates one at a time (benchmarks compare the two).
+    """
     if settings.telegram_token is None:
         raise ValueError("KEFU_TELEGRAM_TOKEN is required to build the application")
     services = services or build_services(settings)
@@ -225,7 +230,7 @@ def build_application(settings: Settings, services: AppServices | None = None) -
         .base_url(f"{api}/bot")
         .base_file_url(f"{api}/file/bot")
         .context_types(ContextTypes(context=KefuContext, bot_data=BotData))
-        .concurrent_updates(PerChatUpdateProcessor())
+        .concurrent_updates(PerChatUpdateProcessor(max_concurrent_updates))
         .post_init(_set_commands)
     )
     if settings.telegram_rate_limits == RateLimits.TELEGRAM:
