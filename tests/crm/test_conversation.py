@@ -17,10 +17,17 @@ from crm.models import Message, Rating, Ticket, TicketStatus
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
-def incoming(user_id: int, text: str, **kwargs: object) -> Incoming:
+def incoming(
+    user_id: int, text: str, *, media: Media | None = None, reply_to_message_id: int | None = None
+) -> Incoming:
     return Incoming(
-        telegram_user_id=user_id, chat_id=user_id, first_name=f"User {user_id}", text=text, **kwargs
-    )  # type: ignore[arg-type]
+        telegram_user_id=user_id,
+        chat_id=user_id,
+        first_name=f"User {user_id}",
+        text=text,
+        media=media,
+        reply_to_message_id=reply_to_message_id,
+    )
 
 
 async def say(factory: SessionFactory, data: Incoming, now: datetime = T0) -> conversation.Routed:
