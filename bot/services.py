@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -33,6 +34,33 @@ class StaffChat:
     cache_seconds: float = 300.0
     _is_forum: bool | None = None
     _members: dict[int, tuple[bool, float]] = field(default_factory=dict)
+    _postings: int = 0
+    _posted: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    @asynccontextmanager
+    async def posting(self) -> AsyncIterator[None]:
+        """Mark a post into the staff chat whose message ids are not recorded yet."""
+        self._postings += 1
+        try:
+            yield
+        finally:
+            self._postings -= 1
+            async with self._posted:
+                self._posted.notify_all()
+
+    async def settle_postings(self) -> bool:
+        """Wait (up to 10 s) until posts in flight are recorded: an agent may answer that fast.
+
+        Returns False when nothing was in flight (so a second look would find nothing new).
+        """
+        if self._postings == 0:
+            return False
+        try:
+            async with asyncio.timeout(10), self._posted:
+                await self._posted.wait_for(lambda: self._postings == 0)
+        except TimeoutError:
+            return False
+        return True
 
     async def is_forum(self, bot: Bot) -> bool:
         if self.chat_id is None:

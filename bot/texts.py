@@ -165,16 +165,23 @@ _STAFF: dict[str, str] = {
 }
 
 
+class _Values(dict[str, str]):
+    """Template values; a placeholder without a value renders as "?" instead of raising."""
+
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
 def customer_text(language: str, key: str, **values: object) -> str:
     """A customer-facing sentence; every value is HTML-escaped."""
     table = _CUSTOMER.get(language) or _CUSTOMER["en"]
     template = table.get(key) or _CUSTOMER["en"][key]
-    return template.format(**{k: escape(v) for k, v in values.items()})
+    return template.format_map(_Values({k: escape(v) for k, v in values.items()}))
 
 
 def staff_text(key: str, **values: object) -> str:
     """A staff-chat sentence; every value is HTML-escaped."""
-    return _STAFF[key].format(**{k: escape(v) for k, v in values.items()})
+    return _STAFF[key].format_map(_Values({k: escape(v) for k, v in values.items()}))
 
 
 def escape(value: object) -> str:

@@ -146,24 +146,26 @@ async def _new_ticket(update: Update, context: KefuContext, routed: Routed) -> N
         update, texts.ack_new_ticket(routed.customer.language, routed.ticket.number, opening)
     )
     assert routed.card is not None  # noqa: S101 - new tickets always carry their card
-    place = await relay.open_in_staff_chat(services, context.bot, routed.card)
-    if place is None:
-        return
-    async with services.session() as session:
-        await tickets.set_staff_refs(
-            session,
-            ticket_id=routed.ticket.id,
-            chat_id=place.chat_id,
-            thread_id=place.thread_id,
-            card_message_id=place.card_message_id,
-        )
-    await _relay_to_staff(context, routed, place)
+    async with services.staff.posting():
+        place = await relay.open_in_staff_chat(services, context.bot, routed.card)
+        if place is None:
+            return
+        async with services.session() as session:
+            await tickets.set_staff_refs(
+                session,
+                ticket_id=routed.ticket.id,
+                chat_id=place.chat_id,
+                thread_id=place.thread_id,
+                card_message_id=place.card_message_id,
+            )
+        await _relay_to_staff(context, routed, place)
 
 
 async def _follow_up(context: KefuContext, routed: Routed) -> None:
     place = relay.StaffPlace.of(routed.ticket)
     if place is not None:
-        await _relay_to_staff(context, routed, place)
+        async with context.services.staff.posting():
+            await _relay_to_staff(context, routed, place)
 
 
 async def _relay_to_staff(context: KefuContext, routed: Routed, place: relay.StaffPlace) -> None:

@@ -52,14 +52,19 @@ def _thread_id(message: Message) -> int | None:
 
 
 async def _ticket_of(message: Message, context: KefuContext) -> TicketInfo | None:
+    """The ticket a staff message is about; waits for a card or relay still being recorded."""
     reply = message.reply_to_message
-    async with context.services.session() as session:
-        return await conversation.find_staff_ticket(
-            session,
-            chat_id=message.chat_id,
-            thread_id=_thread_id(message),
-            reply_to_message_id=reply.message_id if reply is not None else None,
-        )
+    for _ in range(2):
+        async with context.services.session() as session:
+            ticket = await conversation.find_staff_ticket(
+                session,
+                chat_id=message.chat_id,
+                thread_id=_thread_id(message),
+                reply_to_message_id=reply.message_id if reply is not None else None,
+            )
+        if ticket is not None or not await context.services.staff.settle_postings():
+            return ticket
+    return None
 
 
 async def _command_ticket(

@@ -343,6 +343,11 @@ async def test_twenty_customers_at_once(api: FakeBotAPI, start_kefu: Any) -> Non
         for c in customers:
             await wait_text(api, c["id"], "opened ticket")
         await api.wait_for(lambda: len(api.topics(staff["id"])) == 20, timeout=30)
+
+        def relayed_count() -> int:
+            return sum(t.startswith("💬") for t in texts_of(api.messages_in(staff["id"])))
+
+        await api.wait_for(lambda: relayed_count() == 60, timeout=30)
         await settle(api)
         assert await count(kefu, Ticket.id) == 20
         async with kefu.services.session() as session:
