@@ -7,17 +7,26 @@ render the plain results; nothing here knows about Telegram.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm import customers, messages, ratings, tickets
+from crm.errors import TicketNotFound
 from crm.messages import Media
-from crm.models import AuthorKind, Customer, Direction, Rating, Resolution, Ticket
-from crm.schemas import CustomerInfo, MessageInfo, TicketCard, TicketInfo
+from crm.models import AuthorKind, Customer, Direction, Rating, Resolution, Ticket, TicketStatus
+from crm.schemas import CustomerInfo, MessageAnalysis, MessageInfo, TicketCard, TicketInfo
 
 NEW_TICKET_FLAG = "new_ticket_requested"
+CORRECTED_CONFIDENCE = 1.0  # an agent's correction; automatic confidences stay below it
+REPEATED_CONTACT_WINDOW = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class TicketContext:
+    texts: list[str]
+    repeated_contact: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,3 +345,95 @@ async def add_rating_comment(session: AsyncSession, *, rating_id: int, text: str
     rating = await session.get_one(Rating, rating_id)
     rating.comment = f"{rating.comment}\n{text}" if rating.comment else text
     await session.flush()
+
+
+URGENCY_ORDER = {"low": 0, "normal": 1, "high": 2}
+
+
+async def apply_analysis(
+    session: AsyncSession,
+    *,
+    message_id: int,
+    analysis: MessageAnalysis,
+    ticket_summary: str | None,
+    now: datetime,
+) -> TicketInfo:
+    """Store a message's analysis and fold it into its ticket (category, mood, urgency, priority).
+
+    The ticket's category is the most confident one seen so far, unless an agent corrected it;
+    its sentiment is the latest message's; its urgency the highest seen.
+    """
+    message = await messages.get(session, message_id=message_id)
+    message.language = analysis.language
+    message.category = analysis.category
+    message.category_confidence = analysis.category_confidence
+    message.sentiment = analysis.sentiment
+    message.sentiment_confidence = analysis.sentiment_confidence
+    message.urgency = analysis.urgency
+    message.entities = analysis.entities
+    message.summary = analysis.summary
+    if message.ticket_id is None:
+        raise TicketNotFound(message_id=message_id)
+    ticket = await tickets.get(session, ticket_id=message.ticket_id)
+    corrected = (ticket.category_confidence or 0.0) >= CORRECTED_CONFIDENCE
+    if not corrected and analysis.category_confidence >= (ticket.category_confidence or -1.0):
+        ticket.category = analysis.category
+        ticket.category_confidence = analysis.category_confidence
+    ticket.sentiment = analysis.sentiment
+    if URGENCY_ORDER.get(analysis.urgency, 1) >= URGENCY_ORDER.get(ticket.urgency or "low", 0):
+        ticket.urgency = analysis.urgency
+    ticket.priority = tickets.priority_for(ticket.urgency, ticket.sentiment)
+    if ticket_summary is not None:
+        ticket.summary = ticket_summary
+    ticket.updated_at = now
+    await session.flush()
+    return await tickets.info(session, ticket=ticket)
+
+
+async def auto_answer(session: AsyncSession, *, ticket_id: int, text: str, now: datetime) -> None:
+    """The bot answered from the knowledge base; the ticket waits for the customer's verdict."""
+    ticket = await tickets.get(session, ticket_id=ticket_id)
+    await messages.create(
+        session,
+        customer_id=ticket.customer_id,
+        ticket_id=ticket.id,
+        direction=Direction.OUTBOUND,
+        author_kind=AuthorKind.BOT,
+        text=text,
+        now=now,
+    )
+    ticket.status = TicketStatus.PENDING
+    ticket.updated_at = now
+    await session.flush()
+
+
+async def self_served(
+    session: AsyncSession, *, ticket_id: int, customer_id: int, now: datetime
+) -> TicketInfo:
+    """The customer said the automatic answer solved it: resolved without an agent."""
+    ticket = await tickets.get(session, ticket_id=ticket_id)
+    if ticket.customer_id != customer_id:
+        raise TicketNotFound(ticket_id=ticket_id)
+    await tickets.resolve(session, ticket=ticket, now=now, resolution=Resolution.SELF_SERVED)
+    return await tickets.info(session, ticket=ticket)
+
+
+async def escalate(
+    session: AsyncSession, *, ticket_id: int, now: datetime, customer_id: int | None = None
+) -> TicketAction:
+    """Hand the ticket to the agents (automation could not help, or the customer said No)."""
+    ticket = await tickets.get(session, ticket_id=ticket_id)
+    if customer_id is not None and ticket.customer_id != customer_id:
+        raise TicketNotFound(ticket_id=ticket_id)
+    await tickets.escalate(session, ticket=ticket, now=now)
+    return await _action(session, ticket)
+
+
+async def ticket_context(session: AsyncSession, *, ticket_id: int, now: datetime) -> TicketContext:
+    """What understanding a ticket needs: its customer texts and how often the customer wrote."""
+    ticket = await tickets.get(session, ticket_id=ticket_id)
+    texts = await messages.customer_texts(session, ticket_id=ticket_id)
+    recent = await tickets.count_for_customer(
+        session, customer_id=ticket.customer_id, since=now - REPEATED_CONTACT_WINDOW
+    )
+    return TicketContext(texts=texts, repeated_contact=max(0, recent - 1))

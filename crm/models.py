@@ -159,7 +159,7 @@ class Ticket(Base):
     category_confidence: Mapped[float | None] = mapped_column(Float)
     sentiment: Mapped[str | None] = mapped_column(String(16))
     urgency: Mapped[str | None] = mapped_column(String(16))
-    priority: Mapped[int] = mapped_column(SmallInteger, default=2)  # 1 urgent .. 4 low
+    priority: Mapped[int] = mapped_column(SmallInteger, default=3)  # 1 urgent .. 4 low
     summary: Mapped[str | None] = mapped_column(Text)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     staff_chat_id: Mapped[int | None] = mapped_column(BigInteger)

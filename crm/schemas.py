@@ -141,3 +141,17 @@ class QueueItem:
     ticket: TicketInfo
     customer_name: str
     waiting_since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAnalysis:
+    """What the understanding of a message produced, as plain values the CRM stores."""
+
+    language: str
+    category: str
+    category_confidence: float
+    sentiment: str
+    sentiment_confidence: float
+    urgency: str
+    entities: list[dict[str, object]]
+    summary: str = ""

@@ -23,6 +23,18 @@ from crm.models import (
 from crm.schemas import CustomerInfo, PastTicket, QueueItem, TicketCard, TicketInfo
 
 NUMBER_OFFSET = 1000  # ticket #1001 is the first one people see
+PRIORITY_URGENT, PRIORITY_HIGH, PRIORITY_NORMAL, PRIORITY_LOW = 1, 2, 3, 4
+
+
+def priority_for(urgency: str | None, sentiment: str | None) -> int:
+    """Queue priority (1 first) from urgency and sentiment."""
+    if urgency == "high":
+        return PRIORITY_URGENT
+    if sentiment == "negative":
+        return PRIORITY_HIGH
+    if urgency == "low" and sentiment == "positive":
+        return PRIORITY_LOW
+    return PRIORITY_NORMAL
 
 
 async def get(session: AsyncSession, *, ticket_id: int) -> Ticket:
@@ -230,11 +242,13 @@ async def card(session: AsyncSession, *, ticket_id: int, earlier_limit: int = 5)
     )
 
 
-async def count_for_customer(session: AsyncSession, *, customer_id: int) -> int:
-    result = await session.execute(
-        select(func.count(Ticket.id)).where(Ticket.customer_id == customer_id)
-    )
-    return int(result.scalar_one())
+async def count_for_customer(
+    session: AsyncSession, *, customer_id: int, since: datetime | None = None
+) -> int:
+    query = select(func.count(Ticket.id)).where(Ticket.customer_id == customer_id)
+    if since is not None:
+        query = query.where(Ticket.created_at >= since)
+    return int((await session.execute(query)).scalar_one())
 
 
 async def queue(
