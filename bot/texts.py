@@ -7,6 +7,7 @@ are in English.
 from __future__ import annotations
 
 import html
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -79,6 +80,15 @@ _CUSTOMER: dict[str, dict[str, str]] = {
         "ticket_not_active": "That ticket is already closed.",
         "ticket_already_active": "That ticket is still open.",
         "unsupported": "Sorry, I can't handle this kind of message. Please send text or a file.",
+        "auto_answer": "{answer}\n\n<b>Did this solve it?</b>",
+        "button_yes": "✅ Yes, thanks",
+        "button_no": "❌ No, I need a person",
+        "self_served": "Great — glad that helped! Ticket <b>#{number}</b> is closed.",
+        "escalated_after_answer": (
+            "Sorry about that — ticket <b>#{number}</b> is now with our team; "
+            "a person will reply here."
+        ),
+        "already_answered": "Thanks, we already have your answer for this ticket.",
     },
     "zh": {
         "start": (
@@ -132,6 +142,12 @@ _CUSTOMER: dict[str, dict[str, str]] = {
         "ticket_not_active": "这个工单已经关闭。",
         "ticket_already_active": "这个工单仍在处理中。",
         "unsupported": "抱歉，我无法处理这种消息，请发送文字或文件。",
+        "auto_answer": "{answer}\n\n<b>这解决您的问题了吗？</b>",
+        "button_yes": "✅ 解决了，谢谢",
+        "button_no": "❌ 没有，我需要人工",
+        "self_served": "太好了，很高兴能帮到您！工单 <b>#{number}</b> 已关闭，有需要随时联系我们。",
+        "escalated_after_answer": "抱歉——工单 <b>#{number}</b> 已转给我们的客服，会在这里回复您。",
+        "already_answered": "谢谢，我们已经收到您对这个工单的反馈。",
     },
 }
 
@@ -161,6 +177,13 @@ _STAFF: dict[str, str] = {
     "button_resolve": "✅ Resolve",
     "button_reopen": "🔄 Reopen",
     "not_manager": "Only managers can do this.",
+    "category_set": "🏷 {agent} set the category of #{number} to {category}; Kefu learns from it.",
+    "category_unknown": "Unknown category. Choose one of: {categories}",
+    "category_usage": "Usage: /category NAME — one of: {categories}",
+    "category_choose": "Choose the category of #{number}:",
+    "button_category": "🏷 Category",
+    "self_served_note": "🤖 Answered automatically; the customer said it solved the problem.",
+    "escalated_after_answer": "🤖 The automatic answer did not help; the customer needs a person.",
     "not_staff": "Only agents and managers can do this.",
 }
 
@@ -249,6 +272,15 @@ def customer_label(customer: CustomerInfo) -> str:
     return " ".join(parts)
 
 
+PRIORITY_LABELS = defaultdict(str, {1: "🔴 urgent", 2: "🟠 high", 3: "🟢 normal", 4: "⚪ low"})
+SENTIMENT_ICONS = {"negative": "☹️", "neutral": "😐", "positive": "🙂"}
+
+
+def category_label(category: str) -> str:
+    """``orders_delivery`` -> ``Orders delivery`` (category names are identifiers)."""
+    return category.replace("_", " ").capitalize()
+
+
 def stars(score: int) -> str:
     return "★" * score + "☆" * (5 - score)
 
@@ -257,11 +289,24 @@ def staff_card(card: TicketCard, tz: ZoneInfo) -> str:
     """The ticket card agents see in the staff chat."""
     t = card.ticket
     lines = [
-        f"🎫 <b>Ticket #{t.number}</b> · {escape(t.status)}",
+        f"🎫 <b>Ticket #{t.number}</b> · {escape(t.status)} · {PRIORITY_LABELS[t.priority]}",
         f"👤 {customer_label(card.customer)}",
         f"🗣 Language: {escape(LANGUAGES.get(card.customer.language, card.customer.language))}",
         f"🕒 Opened {escape(format_local(t.created_at, tz))}",
     ]
+    if t.category:
+        confidence = f" ({t.category_confidence:.0%})" if t.category_confidence is not None else ""
+        lines.append(f"🏷 {escape(category_label(t.category))}{confidence}")
+    if t.sentiment or t.urgency:
+        mood = SENTIMENT_ICONS.get(t.sentiment or "", "")
+        lines.append(
+            f"{mood} Sentiment {escape(t.sentiment or '?')} · urgency {escape(t.urgency or '?')}"
+        )
+    if t.summary:
+        lines.append(f"📝 <i>{escape(t.summary)}</i>")
+    if card.entities:
+        shown = ", ".join(f"{escape(label)} {escape(value)}" for label, value in card.entities[:8])
+        lines.append(f"🔎 {shown}")
     if t.assignee_name:
         lines.append(f"🙋 Assigned to {escape(t.assignee_name)}")
     if card.earlier:

@@ -40,6 +40,7 @@ class TicketInfo:
     created_at: datetime
     priority: int
     category: str | None = None
+    category_confidence: float | None = None
     sentiment: str | None = None
     urgency: str | None = None
     summary: str | None = None
@@ -65,6 +66,7 @@ class TicketInfo:
             created_at=row.created_at,
             priority=row.priority,
             category=row.category,
+            category_confidence=row.category_confidence,
             sentiment=row.sentiment,
             urgency=row.urgency,
             summary=row.summary,
@@ -130,6 +132,7 @@ class TicketCard:
     ticket: TicketInfo
     customer: CustomerInfo
     earlier: list[PastTicket] = field(default_factory=list)
+    entities: list[tuple[str, str]] = field(default_factory=list)  # (label, masked text)
 
     @property
     def earlier_ratings(self) -> list[int]:

@@ -239,7 +239,26 @@ async def card(session: AsyncSession, *, ticket_id: int, earlier_limit: int = 5)
         ticket=await info(session, ticket=ticket),
         customer=CustomerInfo.of(ticket.customer),
         earlier=earlier,
+        entities=await _ticket_entities(session, ticket_id=ticket.id),
     )
+
+
+async def _ticket_entities(session: AsyncSession, *, ticket_id: int) -> list[tuple[str, str]]:
+    """Distinct (label, text) entities of the ticket's customer messages, first seen first.
+
+    Entity texts are stored already masked where they are sensitive (card numbers).
+    """
+    result = await session.execute(
+        select(Message.entities)
+        .where(Message.ticket_id == ticket_id, Message.direction == "in")
+        .order_by(Message.created_at, Message.id)
+    )
+    seen: dict[tuple[str, str], None] = {}
+    for entities in result.scalars():
+        for entity in entities or []:
+            if isinstance(entity, dict) and entity.get("label") and entity.get("text"):
+                seen.setdefault((str(entity["label"]), str(entity["text"])), None)
+    return list(seen)
 
 
 async def count_for_customer(
