@@ -115,6 +115,15 @@ def db_current() -> None:
     current(settings.resolved_database_url)
 
 
+def _register_domain_commands() -> None:
+    from quality import cli as quality_cli
+
+    quality_cli.register(app, settings_or_exit)
+
+
+_register_domain_commands()
+
+
 def cli() -> None:
     """Console-script entry point (``kefu``)."""
     app()

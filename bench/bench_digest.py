@@ -52,7 +52,7 @@ DAILY_NOW = datetime(2026, 2, 26, 9, 0, tzinfo=TZ)
 WEEKLY_DAY = date(2026, 2, 16)  # Monday .. Sunday 22 Feb
 WEEKLY_NOW = datetime(2026, 2, 23, 9, 0, tzinfo=TZ)
 
-SQLITE_PATH = Path("/tmp/kefu_bench.db")
+SQLITE_PATH = Path("/tmp/kefu_bench.db")  # noqa: S108 - a scratch benchmark file
 POSTGRES_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 POSTGRES_DB = "kefu_bench"
 
@@ -101,7 +101,9 @@ def arrival_times(rng: np.random.Generator, n: int) -> np.ndarray:
     second = rng.integers(0, 3600, size=n)
     midnights = np.array(
         [
-            datetime.combine(FIRST_DAY + timedelta(days=int(d)), datetime.min.time(), TZ).timestamp()
+            datetime.combine(
+                FIRST_DAY + timedelta(days=int(d)), datetime.min.time(), TZ
+            ).timestamp()
             for d in days
         ]
     )
@@ -115,7 +117,14 @@ def generate(rng: np.random.Generator) -> dict[str, list[dict[str, Any]]]:
     zipf = rng.zipf(1.6, size=N_TICKETS)
     customer = (zipf - 1) % N_CUSTOMERS + 1
     category_idx = rng.choice(len(CATEGORIES), size=N_TICKETS, p=CATEGORY_P)
-    assignee = rng.choice(N_AGENTS, size=N_TICKETS, p=np.linspace(2, 1, N_AGENTS) / np.linspace(2, 1, N_AGENTS).sum()) + 1
+    assignee = (
+        rng.choice(
+            N_AGENTS,
+            size=N_TICKETS,
+            p=np.linspace(2, 1, N_AGENTS) / np.linspace(2, 1, N_AGENTS).sum(),
+        )
+        + 1
+    )
     self_served = rng.random(N_TICKETS) < 0.15
     escalated = ~self_served & (rng.random(N_TICKETS) < 0.2)
     # lognormal first response (median 25 min), slower at night: answered tickets only
@@ -124,7 +133,9 @@ def generate(rng: np.random.Generator) -> dict[str, list[dict[str, Any]]]:
     first_response = np.where(answered, first_response, np.nan)
     resolved_offset = rng.lognormal(np.log(6 * 3600), 1.3, N_TICKETS)
     resolved = np.where(self_served, created + rng.lognormal(np.log(120), 0.8, N_TICKETS), np.nan)
-    resolved = np.where(answered, np.maximum(first_response + 60, created + resolved_offset), resolved)
+    resolved = np.where(
+        answered, np.maximum(first_response + 60, created + resolved_offset), resolved
+    )
     is_resolved = ~np.isnan(resolved) & (rng.random(N_TICKETS) < 0.95)
     reopened = is_resolved & (rng.random(N_TICKETS) < 0.03)
 
@@ -187,6 +198,7 @@ def generate(rng: np.random.Generator) -> dict[str, list[dict[str, Any]]]:
     for j in range(N_MESSAGES):
         t = int(owner[j])
         cat = CATEGORIES[msg_cat[j]]
+        row: dict[str, Any]
         if inbound[j]:
             text_ = f"{PHRASES[cat][phrase_pick[j]]}, order AB-{order_no[j]}"
             row = {
@@ -294,7 +306,7 @@ def backend_url(backend: str, postgres_base: str) -> str:
 
 async def load(url: str, rows: dict[str, list[dict[str, Any]]]) -> None:
     engine = create_engine(url)
-    tables = {
+    tables: dict[str, Any] = {
         "customers": Customer.__table__,
         "agents": Agent.__table__,
         "tickets": Ticket.__table__,
@@ -308,16 +320,17 @@ async def load(url: str, rows: dict[str, list[dict[str, Any]]]) -> None:
             for i in range(0, len(data), CHUNK):
                 async with engine.begin() as conn:
                     await conn.execute(insert(table), data[i : i + CHUNK])
-            print(f"  {name}: {len(data):,} rows in {time.perf_counter() - started:.0f} s", flush=True)
+            print(
+                f"  {name}: {len(data):,} rows in {time.perf_counter() - started:.0f} s", flush=True
+            )
         async with engine.begin() as conn:
             if engine.dialect.name == "postgresql":
                 for name in tables:
-                    await conn.execute(
-                        text(
-                            f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
-                            f"(SELECT max(id) FROM {name}))"
-                        )
+                    statement = (
+                        f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "  # noqa: S608
+                        f"(SELECT max(id) FROM {name}))"
                     )
+                    await conn.execute(text(statement))
         if engine.dialect.name == "postgresql":
             async with engine.connect() as conn:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -370,16 +383,20 @@ async def _measure(url: str, repeat: int) -> dict[str, Any]:
             times: list[float] = []
             peaks: list[int] = []
             figures: dict[str, Any] = {}
-            for _ in range(repeat):
-                tracemalloc.start()
+            for i in range(repeat + 1):
+                traced = i == repeat  # the last run measures Python's peak allocation
+                if traced:
+                    tracemalloc.start()
                 started = time.perf_counter()
                 async with factory() as session:
                     digest = await build_digest(session, kind=kind, day=day, config=config, now=now)
                 text_ = render_text(digest)
                 png = await asyncio.to_thread(render_chart, digest)
-                times.append(time.perf_counter() - started)
-                peaks.append(tracemalloc.get_traced_memory()[1])
-                tracemalloc.stop()
+                if traced:
+                    peaks.append(tracemalloc.get_traced_memory()[1])
+                    tracemalloc.stop()
+                else:
+                    times.append(time.perf_counter() - started)
                 render_chart_warm = png
                 figures = {
                     "tickets": digest.current.volume.tickets,
@@ -419,8 +436,10 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--measure", metavar="BACKEND", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    pg = make_url(args.postgres).set(drivername="postgresql+asyncpg").render_as_string(
-        hide_password=False
+    pg = (
+        make_url(args.postgres)
+        .set(drivername="postgresql+asyncpg")
+        .render_as_string(hide_password=False)
     )
     if args.measure:
         print(json.dumps(measure(args.measure, pg, args.repeat)))
@@ -433,9 +452,19 @@ def main() -> None:
     results = []
     for backend in backends:
         proc = subprocess.run(  # noqa: S603 - our own script, fixed arguments
-            [sys.executable, __file__, "--measure", backend, "--postgres", pg,
-             "--repeat", str(args.repeat)],
-            check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                __file__,
+                "--measure",
+                backend,
+                "--postgres",
+                pg,
+                "--repeat",
+                str(args.repeat),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     if args.json:
@@ -443,13 +472,17 @@ def main() -> None:
         return
     print()
     print(f"{N_MESSAGES:,} messages, {N_TICKETS:,} tickets, {N_RATINGS:,} ratings over a year")
-    print(f"{'backend':<10} {'digest':<7} {'first s':>8} {'median s':>9} {'max s':>7} "
-          f"{'py peak MB':>11} {'max RSS MB':>11}")
+    print(
+        f"{'backend':<10} {'digest':<7} {'first s':>8} {'median s':>9} {'max s':>7} "
+        f"{'py peak MB':>11} {'max RSS MB':>11}"
+    )
     for r in results:
         for kind in ("day", "week"):
             m = r[kind]
-            print(f"{r['backend']:<10} {kind:<7} {m['first_s']:>8.3f} {m['median_s']:>9.3f} "
-                  f"{m['max_s']:>7.3f} {m['tracemalloc_peak_mb']:>11.1f} {r['max_rss_mb']:>11.0f}")
+            print(
+                f"{r['backend']:<10} {kind:<7} {m['first_s']:>8.3f} {m['median_s']:>9.3f} "
+                f"{m['max_s']:>7.3f} {m['tracemalloc_peak_mb']:>11.1f} {r['max_rss_mb']:>11.0f}"
+            )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import keyboards, texts
+from bot import jobs, keyboards, texts
 from bot.handlers import customer, staff
 from bot.services import AppServices, BotData, KefuContext, StaffChat
 from crm.db import create_engine, create_session_factory
@@ -264,5 +264,6 @@ def build_application(
         pattern = f"^({keyboards.CLAIM}|{keyboards.RESOLVE}|{keyboards.REOPEN}):"
         application.add_handler(CallbackQueryHandler(staff.button, pattern=pattern))
     # Messages in any other group match no handler and are ignored.
+    jobs.register(application)
     application.add_error_handler(on_error)
     return application

@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from telegram import Bot, InputFile, LinkPreviewOptions, ReplyParameters
 from telegram.constants import ParseMode
@@ -42,6 +42,7 @@ ALERTS_JOB = "kefu-alerts"
 CATCH_UP_JOB = "kefu-digest-catch-up"
 ALERT_INTERVAL_SECONDS = 300
 CATCH_UP_DELAY_SECONDS = 5
+MISFIRE_GRACE_SECONDS = 3600
 #: Handler group of the manager commands: before the customers' catch-all command handler.
 MANAGER_GROUP = -1
 
@@ -202,7 +203,13 @@ async def send_scheduled(
     if run_id is None:
         log.info("the %s digest for %s was sent before", kind.value, period_start)
         return False
-    rendered = await build(services, kind=kind, day=period_start)
+    try:
+        rendered = await build(services, kind=kind, day=period_start)
+    except Exception:
+        # Nothing was sent: release the claim so that the next start can try again.
+        async with services.session() as session:
+            await session.execute(delete(DigestRun).where(DigestRun.id == run_id))
+        raise
     sent = await send_to_managers(bot, chat_ids, rendered)
     async with services.session() as session:
         await session.execute(
@@ -311,9 +318,13 @@ def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         raise RuntimeError(
             "the job queue is missing: install python-telegram-bot with the job-queue extra"
         )
-    queue.run_custom(daily_digest, job_kwargs={"trigger": daily_trigger(settings)}, name=DAILY_JOB)
+    # A busy event loop must not make APScheduler skip a digest (its default grace is 1 s).
+    late = {"misfire_grace_time": MISFIRE_GRACE_SECONDS, "coalesce": True}
     queue.run_custom(
-        weekly_digest, job_kwargs={"trigger": weekly_trigger(settings)}, name=WEEKLY_JOB
+        daily_digest, job_kwargs={"trigger": daily_trigger(settings), **late}, name=DAILY_JOB
+    )
+    queue.run_custom(
+        weekly_digest, job_kwargs={"trigger": weekly_trigger(settings), **late}, name=WEEKLY_JOB
     )
     queue.run_repeating(check_alerts, interval=ALERT_INTERVAL_SECONDS, first=60, name=ALERTS_JOB)
     queue.run_once(catch_up, when=CATCH_UP_DELAY_SECONDS, name=CATCH_UP_JOB)

@@ -177,6 +177,8 @@ _STAFF: dict[str, str] = {
     "button_resolve": "✅ Resolve",
     "button_reopen": "🔄 Reopen",
     "not_manager": "Only managers can do this.",
+    "stats_usage": "Use /stats 7d or /stats 30d.",
+    "digest_usage": "Use /digest for today so far, or /digest week for this week so far.",
     "category_set": "🏷 {agent} set the category of #{number} to {category}; Kefu learns from it.",
     "category_unknown": "Unknown category. Choose one of: {categories}",
     "category_usage": "Usage: /category NAME — one of: {categories}",

@@ -416,7 +416,7 @@ async def customer_texts(
             numbered.c.summary,
         )
         .where(numbered.c.rank <= per_category)
-        .order_by(numbered.c.category, numbered.c.rank)
+        .order_by(numbered.c.category.is_(None), numbered.c.category, numbered.c.rank)
     )
     return [
         CustomerText(

@@ -16,9 +16,6 @@ from bot.services import KefuContext
 from quality.digest import PeriodKind, render_stats_text
 
 STATS_DAYS = {"7d": 7, "7": 7, "30d": 30, "30": 30}
-# TODO(lead): move to bot/texts.py (_STAFF["stats_usage"], _STAFF["digest_usage"]).
-STATS_USAGE = "Use /stats 7d or /stats 30d."
-DIGEST_USAGE = "Use /digest for today so far, or /digest week for this week so far."
 
 
 async def _manager_chat(update: Update, context: KefuContext) -> bool:
@@ -38,7 +35,7 @@ async def digest(update: Update, context: KefuContext) -> None:
     assert message is not None  # noqa: S101 - CommandHandler only passes messages
     argument = command_argument(message).lower()
     if argument not in ("", "day", "today", "week"):
-        await message.reply_html(texts.escape(DIGEST_USAGE))
+        await message.reply_html(texts.staff_text("digest_usage"))
         raise ApplicationHandlerStop
     services = context.services
     kind = PeriodKind.WEEK if argument == "week" else PeriodKind.DAY
@@ -55,7 +52,7 @@ async def stats(update: Update, context: KefuContext) -> None:
     assert message is not None  # noqa: S101 - CommandHandler only passes messages
     days = STATS_DAYS.get(command_argument(message).lower() or "7d")
     if days is None:
-        await message.reply_html(texts.escape(STATS_USAGE))
+        await message.reply_html(texts.staff_text("stats_usage"))
         raise ApplicationHandlerStop
     services = context.services
     today = services.now().astimezone(services.settings.tz).date()

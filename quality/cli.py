@@ -1,0 +1,195 @@
+"""``python main.py digest``: print (or send) a service-quality digest on demand.
+
+Registered on the Typer app by ``main.py``: ``quality.cli.register(app, settings_or_exit)``.
+Without ``--date`` it reports what the schedule would send now: yesterday, or last week.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from settings import Settings
+
+if TYPE_CHECKING:  # NumPy, SciPy and matplotlib load only when the command runs
+    from quality.digest import Rendered
+
+
+class PeriodOption(StrEnum):
+    DAY = "day"
+    WEEK = "week"
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRequest:
+    kind: str  # quality.digest.PeriodKind
+    day: date | None
+    as_json: bool
+    chart: Path | None
+    send: bool
+
+
+def default_day(kind: str, now: datetime, settings: Settings) -> date:
+    """Yesterday for a daily digest; the Monday of last week for a weekly one."""
+    today = now.astimezone(settings.tz).date()
+    if kind == "week":
+        return today - timedelta(days=today.weekday() + 7)
+    return today - timedelta(days=1)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code=code)
+
+
+async def _run(settings: Settings, request: DigestRequest, now: datetime) -> tuple[Rendered, int]:
+    from crm.db import create_engine, create_session_factory
+    from quality.digest import DigestConfig, produce
+    from quality.stats import BusinessHours
+
+    kind = request.kind
+    day = request.day or default_day(kind, now, settings)
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        factory = create_session_factory(engine)
+        config = DigestConfig(
+            tz=settings.tz,
+            hours=BusinessHours.parse(settings.business_hours, settings.tz),
+            first_response_target_minutes=float(settings.first_response_target_minutes),
+        )
+        async with factory() as session:
+            rendered = await produce(
+                session,
+                kind=kind,
+                day=day,
+                config=config,
+                now=now,
+                chart=request.chart is not None or request.send,
+            )
+        sent = 0
+        if request.send:
+            sent = await _send(settings, rendered, factory)
+        return rendered, sent
+    finally:
+        await engine.dispose()
+
+
+async def _send(settings: Settings, rendered: Rendered, factory: Any) -> int:
+    from sqlalchemy.exc import IntegrityError
+    from telegram import Bot
+
+    from bot.jobs import send_to_managers
+    from crm.db import session_scope
+    from crm.models import DigestRun
+
+    assert settings.telegram_token is not None  # noqa: S101 - checked before
+    api = settings.telegram_api_url.rstrip("/")
+    bot = Bot(
+        settings.telegram_token.get_secret_value(),
+        base_url=f"{api}/bot",
+        base_file_url=f"{api}/file/bot",
+    )
+    async with bot:
+        sent = await send_to_managers(bot, settings.manager_chat_ids, rendered)
+    period = rendered.digest.period
+    try:  # recorded so that the schedule does not send the same digest again
+        async with session_scope(factory) as session:
+            session.add(
+                DigestRun(
+                    kind=period.kind.value,
+                    period_start=period.first,
+                    sent_at=rendered.digest.generated_at,
+                    recipients=sent,
+                )
+            )
+    except IntegrityError:
+        pass  # the schedule (or an earlier --send) recorded it already
+    return sent
+
+
+def run_digest(settings: Settings, request: DigestRequest, now: datetime) -> None:
+    """The command's body (separate from Typer for tests)."""
+    if request.send:
+        token = (
+            settings.telegram_token.get_secret_value().strip() if settings.telegram_token else ""
+        )
+        if not token:
+            raise _fail(
+                "Cannot send: KEFU_TELEGRAM_TOKEN is not set. Set it (see `python main.py run`) "
+                "or leave out --send to print the digest."
+            )
+        if not settings.manager_chat_ids:
+            raise _fail(
+                "Cannot send: KEFU_MANAGER_CHAT_IDS is empty. Set it to the chat ids that "
+                "should receive digests (comma-separated)."
+            )
+    from crm.migrate import upgrade
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    rendered, sent = asyncio.run(_run(settings, request, now))
+    if request.chart is not None:
+        request.chart.parent.mkdir(parents=True, exist_ok=True)
+        request.chart.write_bytes(rendered.png)
+    if request.as_json:
+        payload = rendered.digest.to_json()
+        if request.chart is not None:
+            payload["chart_file"] = str(request.chart)
+        if request.send:
+            payload["sent_to"] = sent
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        return
+    typer.echo(rendered.text)
+    if request.chart is not None:
+        typer.echo(f"\nChart written to {request.chart}", err=True)
+    if request.send:
+        total = len(settings.manager_chat_ids)
+        typer.echo(f"Sent to {sent} of {total} manager chats.", err=True)
+        if sent < total:
+            raise typer.Exit(code=1)
+
+
+def register(app: typer.Typer, settings_factory: Callable[[], Settings]) -> None:
+    """Add the ``digest`` command to ``app``."""
+
+    @app.command()
+    def digest(
+        period: Annotated[
+            PeriodOption, typer.Option("--period", help="day, or week (Monday to Sunday).")
+        ] = PeriodOption.DAY,
+        day: Annotated[
+            str | None,
+            typer.Option(
+                "--date",
+                help="A day (YYYY-MM-DD) in the period; default: yesterday / last week.",
+            ),
+        ] = None,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print one JSON object with every figure.")
+        ] = False,
+        chart: Annotated[
+            Path | None, typer.Option("--chart", help="Write the chart to this PNG file.")
+        ] = None,
+        send: Annotated[
+            bool, typer.Option("--send", help="Send it to every chat in KEFU_MANAGER_CHAT_IDS.")
+        ] = False,
+    ) -> None:
+        """Service-quality digest: volume, satisfaction, response times, agents, themes."""
+        settings = settings_factory()
+        parsed: date | None = None
+        if day is not None:
+            try:
+                parsed = date.fromisoformat(day)
+            except ValueError:
+                raise _fail(f"--date must look like 2026-03-01, not {day!r}.") from None
+        request = DigestRequest(period.value, parsed, as_json, chart, send)
+        run_digest(settings, request, datetime.now(settings.tz))
