@@ -7,7 +7,9 @@ Without ``--date`` it reports what the schedule would send now: yesterday, or la
 from __future__ import annotations
 
 import asyncio
+import html
 import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -148,7 +150,7 @@ def run_digest(settings: Settings, request: DigestRequest, now: datetime) -> Non
             payload["sent_to"] = sent
         sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
         return
-    typer.echo(rendered.text)
+    typer.echo(_plain(rendered.text))
     if request.chart is not None:
         typer.echo(f"\nChart written to {request.chart}", err=True)
     if request.send:
@@ -193,3 +195,8 @@ def register(app: typer.Typer, settings_factory: Callable[[], Settings]) -> None
                 raise _fail(f"--date must look like 2026-03-01, not {day!r}.") from None
         request = DigestRequest(period.value, parsed, as_json, chart, send)
         run_digest(settings, request, datetime.now(settings.tz))
+
+
+def _plain(html_text: str) -> str:
+    """The digest's Telegram HTML as terminal text."""
+    return html.unescape(re.sub(r"<[^>]+>", "", html_text))
