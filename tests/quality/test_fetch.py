@@ -388,7 +388,8 @@ def test_cli_digest_json_chart_and_send_without_token(
 
     text = runner.invoke(app, ["digest", "--date", "2026-03-29"])
     assert text.exit_code == 0
-    assert text.stdout.startswith("📊 <b>Daily digest</b> · Sun 29 Mar 2026")
+    assert text.stdout.startswith("📊 Daily digest · Sun 29 Mar 2026\nEurope/Berlin")
+    assert "<b>" not in text.stdout
 
     refused = runner.invoke(app, ["digest", "--send"])
     assert refused.exit_code == 2
