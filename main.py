@@ -116,9 +116,11 @@ def db_current() -> None:
 
 
 def _register_domain_commands() -> None:
+    from crm import cli as crm_cli
     from quality import cli as quality_cli
 
     quality_cli.register(app, settings_or_exit)
+    crm_cli.register(app, settings_or_exit)
 
 
 _register_domain_commands()

@@ -24,7 +24,8 @@ from telegram.ext import (
 
 from bot import jobs, keyboards, texts
 from bot.handlers import customer, staff
-from bot.services import AppServices, BotData, KefuContext, StaffChat
+from bot.handlers import records as record_handlers
+from bot.services import AppServices, BotData, KefuContext, NeedsModelCache, StaffChat
 from crm.db import create_engine, create_session_factory
 from crm.errors import KefuError
 from quality.stats import BusinessHours
@@ -121,6 +122,7 @@ def build_services(settings: Settings) -> AppServices:
         session_factory=create_session_factory(engine),
         hours=BusinessHours.parse(settings.business_hours, settings.tz),
         staff=StaffChat(settings.staff_chat_id, frozenset(settings.agent_ids)),
+        needs_models=NeedsModelCache(settings.models_dir),
     )
 
 
@@ -182,6 +184,8 @@ CUSTOMER_COMMANDS = (
     ("new", customer.new_ticket),
     ("human", customer.human),
     ("language", customer.language),
+    ("link", None),
+    ("share", None),
 )
 STAFF_COMMANDS = (
     ("claim", staff.claim),
@@ -189,6 +193,8 @@ STAFF_COMMANDS = (
     ("reopen", staff.reopen),
     ("note", staff.note),
     ("queue", staff.queue),
+    ("customer", None),
+    ("atrisk", None),
 )
 
 
@@ -241,7 +247,8 @@ def build_application(
     private = filters.ChatType.PRIVATE
     new_messages = filters.UpdateType.MESSAGE
     for name, callback in CUSTOMER_COMMANDS:
-        application.add_handler(CommandHandler(name, callback, filters=private))
+        if callback is not None:  # None: registered by their own module
+            application.add_handler(CommandHandler(name, callback, filters=private))
     application.add_handler(MessageHandler(private & filters.COMMAND, customer.help_command))
     application.add_handler(
         MessageHandler(private & new_messages & ~filters.COMMAND, customer.message)
@@ -254,7 +261,8 @@ def build_application(
     if settings.staff_chat_id is not None:
         staff_chat = filters.Chat(chat_id=settings.staff_chat_id)
         for name, callback in STAFF_COMMANDS:
-            application.add_handler(CommandHandler(name, callback, filters=staff_chat))
+            if callback is not None:
+                application.add_handler(CommandHandler(name, callback, filters=staff_chat))
         application.add_handler(
             MessageHandler(
                 staff_chat & new_messages & ~filters.COMMAND & ~filters.StatusUpdate.ALL,
@@ -264,6 +272,7 @@ def build_application(
         pattern = f"^({keyboards.CLAIM}|{keyboards.RESOLVE}|{keyboards.REOPEN}):"
         application.add_handler(CallbackQueryHandler(staff.button, pattern=pattern))
     # Messages in any other group match no handler and are ignored.
+    record_handlers.register(application)
     jobs.register(application)
     application.add_error_handler(on_error)
     return application

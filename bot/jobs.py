@@ -22,15 +22,27 @@ from typing import Any
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot, InputFile, LinkPreviewOptions, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import Application, CommandHandler
 
+from bot import texts
 from bot.services import AppServices, KefuContext
+from crm import needs
 from crm.models import DigestRun
 from quality import alerts
-from quality.digest import DigestConfig, Masker, PeriodKind, Rendered, Summariser
+from quality.digest import (
+    AtRiskCustomer,
+    DigestConfig,
+    Masker,
+    NeedsOutlook,
+    PeriodKind,
+    Rendered,
+    StaffingOutlook,
+    Summariser,
+)
 from quality.digest import produce as produce_digest
 from settings import Settings
 
@@ -133,6 +145,7 @@ async def build(
 ) -> Rendered:
     """A digest's text and chart (one read-only session)."""
     async with services.session() as session:
+        outlook = await needs_outlook(services, session) if chart else None
         return await produce_digest(
             session,
             kind=kind,
@@ -141,7 +154,42 @@ async def build(
             now=services.now(),
             days=days,
             chart=chart,
+            needs=outlook,
         )
+
+
+async def needs_outlook(
+    services: AppServices, session: AsyncSession, *, top: int = 5
+) -> NeedsOutlook | None:
+    """At-risk customers and the staffing forecast, when a need model has been trained."""
+    model = await services.needs_model()
+    if model is None:
+        return None
+    now = services.now()
+    try:
+        scores = await needs.score(session, model=model, now=now)
+        risky = await needs.at_risk(session, model=model, now=now, top=top, scores=scores)
+        forecast = await needs.forecast(session, model=model, now=now, scores=scores)
+    except needs.NeedsError:
+        log.warning("need prediction failed; the digest goes without it", exc_info=True)
+        return None
+    staffing = None
+    if forecast is not None:
+        staffing = StaffingOutlook(
+            customers=forecast.customers,
+            level=forecast.level,
+            day_expected=forecast.day.expected,
+            day_low=forecast.day.low,
+            day_high=forecast.day.high,
+            week_expected=forecast.week.expected,
+            week_low=forecast.week.low,
+            week_high=forecast.week.high,
+        )
+    at_risk = tuple(
+        AtRiskCustomer(name=r.name, reason=texts.reasons_plain(r.reasons), score=r.probability)
+        for r in risky
+    )
+    return NeedsOutlook(at_risk=at_risk, staffing=staffing)
 
 
 def photo_caption(rendered: Rendered) -> str:

@@ -13,6 +13,7 @@ from bot import keyboards, texts
 from bot.parsing import CAPTIONED_KINDS
 from bot.services import AppServices
 from crm.messages import Media
+from crm.records import CustomerRecord
 from crm.schemas import CustomerInfo, MessageInfo, TicketCard, TicketInfo
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ async def post_to_place(bot: Bot, place: StaffPlace, html_text: str) -> Message:
 
 
 async def open_in_staff_chat(
-    services: AppServices, bot: Bot, card: TicketCard
+    services: AppServices, bot: Bot, card: TicketCard, record: CustomerRecord | None = None
 ) -> StaffPlace | None:
     """Create the ticket's forum topic (or plain card) in the staff chat."""
     chat_id = services.settings.staff_chat_id
@@ -100,7 +101,7 @@ async def open_in_staff_chat(
         await send_html(
             bot,
             chat_id,
-            texts.staff_card(card, services.settings.tz),
+            texts.staff_card(card, services.settings.tz, record),
             thread_id=thread_id,
             reply_markup=keyboards.staff_card(card.ticket),
         )
@@ -108,14 +109,16 @@ async def open_in_staff_chat(
     return StaffPlace(chat_id, thread_id, message.message_id)
 
 
-async def refresh_card(services: AppServices, bot: Bot, card: TicketCard) -> None:
-    """Show the ticket's new state (status, assignee, buttons) on its card."""
+async def refresh_card(
+    services: AppServices, bot: Bot, card: TicketCard, record: CustomerRecord | None = None
+) -> None:
+    """Show the ticket's new state (status, assignee, analysis, buttons) on its card."""
     ticket = card.ticket
     if ticket.staff_chat_id is None or ticket.staff_card_message_id is None:
         return
     try:
         await bot.edit_message_text(
-            texts.staff_card(card, services.settings.tz),
+            texts.staff_card(card, services.settings.tz, record),
             chat_id=ticket.staff_chat_id,
             message_id=ticket.staff_card_message_id,
             parse_mode=ParseMode.HTML,

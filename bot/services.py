@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from telegram import Bot
 from telegram.error import TelegramError
 from telegram.ext import CallbackContext, ExtBot
 
+from crm import needs, records
 from crm.db import SessionFactory, session_scope
+from crm.needs import NeedsModel
+from crm.records import CustomerRecord
 from quality.stats import BusinessHours
 from settings import Settings
 
 AGENT_STATUSES = {"creator", "administrator", "member"}
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -94,12 +100,30 @@ class StaffChat:
 
 
 @dataclass
+class NeedsModelCache:
+    """The need-prediction model in use, reloaded when ``needs train`` publishes a new one."""
+
+    models_dir: Path
+    _version: str | None = None
+    _model: NeedsModel | None = None
+
+    def get(self) -> NeedsModel | None:
+        """Blocking (file I/O): call through ``asyncio.to_thread``."""
+        version = needs.current_version(self.models_dir)
+        if version != self._version:
+            self._model = needs.load_current(self.models_dir) if version else None
+            self._version = version
+        return self._model
+
+
+@dataclass
 class AppServices:
     settings: Settings
     engine: AsyncEngine
     session_factory: SessionFactory
     hours: BusinessHours
     staff: StaffChat
+    needs_models: NeedsModelCache
     clock: Callable[[], datetime] = utcnow
 
     @asynccontextmanager
@@ -110,6 +134,21 @@ class AppServices:
 
     def now(self) -> datetime:
         return self.clock()
+
+    async def needs_model(self) -> NeedsModel | None:
+        try:
+            return await asyncio.to_thread(self.needs_models.get)
+        except needs.NeedsError:
+            log.warning("the need model could not be loaded", exc_info=True)
+            return None
+
+    async def customer_record(self, customer_id: int) -> CustomerRecord | None:
+        """The CRM record shown on staff cards (orders, lifetime value, predicted need)."""
+        model = await self.needs_model()
+        async with self.session() as session:
+            return await records.customer_record(
+                session, customer_id=customer_id, model=model, now=self.now()
+            )
 
     async def aclose(self) -> None:
         await self.engine.dispose()

@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm import customers, messages, ratings, tickets
+from crm import customers, linking, messages, ratings, tickets
 from crm.errors import TicketNotFound
 from crm.messages import Media
 from crm.models import AuthorKind, Customer, Direction, Rating, Resolution, Ticket, TicketStatus
@@ -107,6 +107,11 @@ async def store_incoming(
         now=now,
         default_language=default_language,
     )
+    if customer.external_id is None and customer.telegram_username:
+        # The business's records may name this customer by @username: link them at first contact.
+        linked = await linking.link_by_telegram(session, customer_id=customer.id)
+        if linked.status == linking.LinkStatus.LINKED:
+            customer = await session.get_one(Customer, linked.customer_id)
     message = await messages.create(
         session,
         customer_id=customer.id,

@@ -387,6 +387,28 @@ class AtRiskCustomer:
     score: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StaffingOutlook:
+    """Expected customers needing help tomorrow and in the next 7 days, with an interval."""
+
+    customers: int
+    level: float
+    day_expected: float
+    day_low: int
+    day_high: int
+    week_expected: float
+    week_low: int
+    week_high: int
+
+
+@dataclass(frozen=True, slots=True)
+class NeedsOutlook:
+    """From the need-prediction model: who is likely to need help, and how many will."""
+
+    at_risk: tuple[AtRiskCustomer, ...] = ()
+    staffing: StaffingOutlook | None = None
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Digest:
     kind: PeriodKind
@@ -404,6 +426,7 @@ class Digest:
     business_hours: bool
     themes: tuple[Theme, ...] = ()
     at_risk: tuple[AtRiskCustomer, ...] | None = None
+    staffing: StaffingOutlook | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Every figure as JSON-ready data (dates ISO, NaN as null)."""
@@ -633,6 +656,7 @@ def aggregate(
     config: DigestConfig,
     *,
     at_risk: Sequence[AtRiskCustomer] | None = None,
+    staffing: StaffingOutlook | None = None,
 ) -> Digest:
     """Pure: the Digest from fetched data (CPU only; call it off the event loop)."""
     target = config.first_response_target_minutes
@@ -673,6 +697,7 @@ def aggregate(
         business_hours=not config.hours.always_open,
         themes=tuple(found),
         at_risk=tuple(at_risk) if at_risk is not None else None,
+        staffing=staffing,
     )
 
 
@@ -709,12 +734,18 @@ async def build_digest(
     config: DigestConfig,
     now: datetime,
     days: int = 1,
-    at_risk: Sequence[AtRiskCustomer] | None = None,
+    needs: NeedsOutlook | None = None,
 ) -> Digest:
     """Fetch with SQL aggregates, then aggregate (off the event loop) into a Digest."""
     period = make_period(kind, day, config.tz, now=now, days=days)
     raw = await fetch_raw(session, period, config, now=now)
-    return await asyncio.to_thread(aggregate, raw, config, at_risk=at_risk)
+    return await asyncio.to_thread(
+        aggregate,
+        raw,
+        config,
+        at_risk=needs.at_risk if needs is not None else None,
+        staffing=needs.staffing if needs is not None else None,
+    )
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -733,11 +764,14 @@ async def produce(
     now: datetime,
     days: int = 1,
     chart: bool = True,
+    needs: NeedsOutlook | None = None,
 ) -> Rendered:
     """Build a digest, its text and (off the event loop) its chart."""
     from quality.chart import render_chart
 
-    digest = await build_digest(session, kind=kind, day=day, config=config, now=now, days=days)
+    digest = await build_digest(
+        session, kind=kind, day=day, config=config, now=now, days=days, needs=needs
+    )
     text = render_text(digest)
     png = await asyncio.to_thread(render_chart, digest) if chart else b""
     return Rendered(digest, text, png)
@@ -947,11 +981,22 @@ def _theme_lines(d: Digest, quotes: bool = True) -> list[str]:
 
 
 def _at_risk_lines(d: Digest, limit: int = 5) -> list[str]:
-    if not d.at_risk:
-        return []
-    lines = ["<b>Customers at risk</b>"]
-    for c in d.at_risk[:limit]:
-        lines.append(f"• {esc(c.name)}: {esc(c.reason)}")
+    lines: list[str] = []
+    if d.staffing is not None:
+        f = d.staffing
+        lines += [
+            "<b>Expected demand</b>",
+            f"🔮 Tomorrow: <b>{f.day_expected:.0f}</b> customers "
+            f"({f.day_low}–{f.day_high}, {f.level:.0%} interval)",
+            f"🔮 Next 7 days: <b>{f.week_expected:.0f}</b> customers ({f.week_low}–{f.week_high})",
+        ]
+    if d.at_risk:
+        if lines:
+            lines.append("")
+        lines.append("<b>Customers likely to need help</b>")
+        for c in d.at_risk[:limit]:
+            chance = f" ({c.score:.0%})" if c.score is not None else ""
+            lines.append(f"• {esc(c.name)}{chance}: {esc(c.reason)}")
     return lines
 
 

@@ -146,8 +146,9 @@ async def _new_ticket(update: Update, context: KefuContext, routed: Routed) -> N
         update, texts.ack_new_ticket(routed.customer.language, routed.ticket.number, opening)
     )
     assert routed.card is not None  # noqa: S101 - new tickets always carry their card
+    record = await services.customer_record(routed.customer.id)
     async with services.staff.posting():
-        place = await relay.open_in_staff_chat(services, context.bot, routed.card)
+        place = await relay.open_in_staff_chat(services, context.bot, routed.card, record)
         if place is None:
             return
         async with services.session() as session:

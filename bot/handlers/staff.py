@@ -253,4 +253,5 @@ async def _announce(context: KefuContext, action: TicketAction, html_text: str) 
     await relay.post_to_place(context.bot, place, html_text)
     async with context.services.session() as session:
         card = await tickets.card(session, ticket_id=action.ticket.id)
-    await relay.refresh_card(context.services, context.bot, card)
+    record = await context.services.customer_record(card.customer.id)
+    await relay.refresh_card(context.services, context.bot, card, record)

@@ -513,7 +513,7 @@ def test_text_escapes_user_data_and_fits_one_message() -> None:
     assert "&lt;Alice &amp; co&gt;" in text
     assert "&lt;b&gt;&amp; 5" in text
     assert "<script>" not in text
-    assert "Zoë &lt;VIP&gt;: 3 complaints this month" in text
+    assert "Zoë &lt;VIP&gt; (80%): 3 complaints this month" in text
     assert "🎫 New tickets: <b>2</b> (▲ from 0)" in text
     assert "Over the 60 min target (round the clock): <b>1</b> of 2" in text
     assert "⏳ Still waiting for a first answer: 1" in text
