@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,14 +12,11 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from bot.app import KefuApplication, build_application, build_services
-from bot.handlers import records as record_handlers
-from bot.services import AppServices
+from bot import texts
 from crm import importer, needs, records
 from crm.db import SessionFactory, session_scope
 from crm.models import Customer, Rating, Ticket, Transaction
-from settings import Settings
-from tests.e2e.conftest import TOKEN, make_settings, settle, wait_text
+from tests.e2e.conftest import TOKEN, Kefu, make_settings, running_kefu, settle, wait_text
 from tests.fakebotapi import FakeBotAPI
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -170,7 +166,7 @@ def test_record_lines_escape_and_show_the_need() -> None:
             "v1",
         ),
     )
-    lines = record_handlers.record_lines(record, UTC)  # type: ignore[arg-type]
+    lines = texts.record_lines(record, UTC)  # type: ignore[arg-type]
     assert lines == [
         "👤 <b>&lt;Ann &amp; Co&gt;</b>"
         " (external id <code>R&lt;1&gt;</code>, @ann, id <code>42</code>)",
@@ -186,43 +182,10 @@ def test_record_lines_escape_and_show_the_need() -> None:
 # --- End to end --------------------------------------------------------------------------------
 
 
-@dataclass
-class Bot:
-    api: FakeBotAPI
-    app: KefuApplication
-    services: AppServices
-    settings: Settings
-
-
-def _registered(app: KefuApplication) -> bool:
-    return any(
-        getattr(h, "callback", None) is record_handlers.atrisk
-        for group in app.handlers.values()
-        for h in group
-    )
-
-
-@asynccontextmanager
-async def running(
+def running(
     api: FakeBotAPI, database_url: str, data_dir: Path, **overrides: object
-) -> AsyncIterator[Bot]:
-    settings = make_settings(api, database_url, data_dir, **overrides)
-    services = build_services(settings)
-    app = build_application(settings, services)
-    if not _registered(app):  # until bot/app.py calls records.register itself
-        record_handlers.register(app)
-    await app.initialize()
-    await app.start()
-    assert app.updater is not None
-    await app.updater.start_polling(poll_interval=0.0, timeout=1)
-    try:
-        yield Bot(api, app, services, settings)
-    finally:
-        await api.wait_idle(quiet=0.1)
-        await app.updater.stop()
-        await app.stop()
-        await app.shutdown()
-        await services.aclose()
+) -> AbstractAsyncContextManager[Kefu]:
+    return running_kefu(make_settings(api, database_url, data_dir, **overrides), api)
 
 
 @pytest.fixture
@@ -353,3 +316,44 @@ async def test_link_by_code_and_shared_contact(
         assert [tuple(r) for r in rows] == [("R1", ann["id"]), ("R2", bob["id"])]
         assert ids == {"R1": ids["R1"], "R2": ids["R2"]}
         assert tickets == []  # linking never opens a ticket
+
+
+async def test_imported_customer_is_linked_by_username_and_card_shows_the_record(
+    api: FakeBotAPI, database_url: str, tmp_path: Path
+) -> None:
+    agent = api.add_user("Alice")
+    carol = api.add_user("Carol", username="Carol_TG")
+    staff = api.add_supergroup("Support", is_forum=False, members=[agent])
+    path = tmp_path / "with_usernames.csv"
+    path.write_text(
+        "external_id,name,telegram_username\nR9,Carol King,@carol_tg\n", encoding="utf-8"
+    )
+    async with running(
+        api, database_url, tmp_path / "data", staff_chat_id=staff["id"], agent_ids=[agent["id"]]
+    ) as bot:
+        async with session_scope(bot.services.session_factory) as session:
+            report = await importer.import_customers(session, path=path, now=NOW)
+            assert report.imported == 1
+            row = (
+                await session.execute(select(Customer).where(Customer.external_id == "R9"))
+            ).scalar_one()
+            session.add(
+                Transaction(
+                    customer_id=row.id,
+                    external_id="T1",
+                    occurred_at=NOW,
+                    amount=Decimal("42.00"),
+                    currency="EUR",
+                    product="Kettle",
+                )
+            )
+        api.user_sends_text(carol, "My kettle leaks")
+        card = await wait_text(api, staff["id"], "Ticket #1001")
+        assert "🪪 External id R9" in card["text"]
+        assert "💰 Lifetime value: 42.00 EUR · 1 order(s)" in card["text"]
+        await settle(api)
+        async with session_scope(bot.services.session_factory) as session:
+            rows = (
+                await session.execute(select(Customer.external_id, Customer.telegram_user_id))
+            ).all()
+        assert [tuple(r) for r in rows] == [("R9", carol["id"])]  # one row: linked, not duplicated

@@ -21,6 +21,7 @@ from quality.digest import (
     DigestConfig,
     PeriodKind,
     RawDigest,
+    StaffingOutlook,
     aggregate,
     business_seconds,
     format_seconds,
@@ -585,3 +586,27 @@ def test_local_midnight_helpers() -> None:
         "2026-03-29T22:00:00+00:00",
         "2026-03-30T22:00:00+00:00",
     ]
+
+
+def test_staffing_forecast_and_at_risk_are_rendered() -> None:
+    staffing = StaffingOutlook(
+        customers=1200,
+        level=0.9,
+        day_expected=11.6,
+        day_low=6,
+        day_high=17,
+        week_expected=79.2,
+        week_low=65,
+        week_high=94,
+    )
+    d = aggregate(
+        _raw(),
+        CONFIG,
+        at_risk=[AtRiskCustomer("Ann", "tickets in 30 days 3 (typical 0)", 0.62)],
+        staffing=staffing,
+    )
+    text = render_text(d)
+    assert "🔮 Tomorrow: <b>12</b> customers (6–17, 90% interval)" in text
+    assert "🔮 Next 7 days: <b>79</b> customers (65–94)" in text
+    assert "• Ann (62%): tickets in 30 days 3 (typical 0)" in text
+    assert d.to_json()["staffing"]["week_high"] == 94
