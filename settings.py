@@ -84,6 +84,19 @@ class Settings(BaseSettings):
         default=r"\b(?:[A-Z]{2,4}-?\d{5,12}|#\d{5,12})\b",
         description="Regular expression for order numbers.",
     )
+    knowledge_base: Path | None = Field(
+        default=None,
+        description="YAML file of automatic answers per category and language; default: built in.",
+    )
+    auto_answer: bool = Field(
+        default=True, description="Answer from the knowledge base before escalating to agents."
+    )
+    auto_answer_min_confidence: float = Field(
+        default=0.6,
+        ge=0.0,
+        le=1.0,
+        description="Answer automatically only when the category's confidence reaches this.",
+    )
     log_level: str = Field(default="INFO", description="Logging level.")
 
     @field_validator("agent_ids", "manager_chat_ids", mode="before")

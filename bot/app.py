@@ -28,6 +28,8 @@ from bot.handlers import records as record_handlers
 from bot.services import AppServices, BotData, KefuContext, NeedsModelCache, StaffChat
 from crm.db import create_engine, create_session_factory
 from crm.errors import KefuError
+from nlp.analysis import Analyzer
+from nlp.knowledge import KnowledgeBase
 from quality.stats import BusinessHours
 from settings import RateLimits, Settings
 
@@ -114,8 +116,20 @@ class TelegramRateLimiter(AIORateLimiter):
         )
 
 
-def build_services(settings: Settings) -> AppServices:
+def build_services(settings: Settings, *, analyzer: Analyzer | None = None) -> AppServices:
+    """Everything handlers and jobs share. Loads (or, on first start, trains) the text models."""
     engine = create_engine(settings.resolved_database_url)
+    if analyzer is None:
+        analyzer = Analyzer(
+            models_dir=settings.models_dir,
+            pipeline_name=settings.nlp_pipeline,
+            order_pattern=settings.order_number_pattern,
+        )
+    knowledge = (
+        KnowledgeBase.load(settings.knowledge_base)
+        if settings.knowledge_base
+        else KnowledgeBase.default()
+    )
     return AppServices(
         settings=settings,
         engine=engine,
@@ -123,6 +137,8 @@ def build_services(settings: Settings) -> AppServices:
         hours=BusinessHours.parse(settings.business_hours, settings.tz),
         staff=StaffChat(settings.staff_chat_id, frozenset(settings.agent_ids)),
         needs_models=NeedsModelCache(settings.models_dir),
+        analyzer=analyzer,
+        knowledge=knowledge,
     )
 
 

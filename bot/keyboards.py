@@ -6,11 +6,13 @@ from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.texts import LANGUAGES, staff_text
+from bot.texts import LANGUAGES, category_label, customer_text, staff_text
 from crm.models import TicketStatus
 from crm.schemas import TicketInfo
 
 RATE, LANG, CLAIM, RESOLVE, REOPEN = "rate", "lang", "claim", "resolve", "reopen"
+SOLVED, CATEGORIES, CATEGORY, CARD = "solved", "cats", "cat", "card"
+YES, NO = "yes", "no"
 RATING_LABELS = ("1 😞", "2 🙁", "3 😐", "4 🙂", "5 😍")
 
 
@@ -55,24 +57,43 @@ def languages() -> InlineKeyboardMarkup:
 
 
 def staff_card(ticket: TicketInfo) -> InlineKeyboardMarkup:
+    category = InlineKeyboardButton(
+        staff_text("button_category"), callback_data=f"{CATEGORIES}:{ticket.id}"
+    )
     if ticket.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
-        return InlineKeyboardMarkup(
-            [
-                [
-                    InlineKeyboardButton(
-                        staff_text("button_reopen"), callback_data=f"{REOPEN}:{ticket.id}"
-                    )
-                ]
-            ]
+        reopen = InlineKeyboardButton(
+            staff_text("button_reopen"), callback_data=f"{REOPEN}:{ticket.id}"
         )
+        return InlineKeyboardMarkup([[reopen, category]])
+    claim = InlineKeyboardButton(staff_text("button_claim"), callback_data=f"{CLAIM}:{ticket.id}")
+    resolve = InlineKeyboardButton(
+        staff_text("button_resolve"), callback_data=f"{RESOLVE}:{ticket.id}"
+    )
+    return InlineKeyboardMarkup([[claim, resolve], [category]])
+
+
+def categories(ticket_id: int, names: tuple[str, ...]) -> InlineKeyboardMarkup:
+    """The category chooser on a card: two per row, then a way back."""
+    buttons = [
+        InlineKeyboardButton(category_label(n), callback_data=f"{CATEGORY}:{ticket_id}:{n}")
+        for n in names
+    ]
+    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+    rows.append([InlineKeyboardButton("↩", callback_data=f"{CARD}:{ticket_id}")])
+    return InlineKeyboardMarkup(rows)
+
+
+def solved(ticket_id: int, language: str) -> InlineKeyboardMarkup:
+    """Yes / No under an automatic answer."""
     return InlineKeyboardMarkup(
         [
             [
                 InlineKeyboardButton(
-                    staff_text("button_claim"), callback_data=f"{CLAIM}:{ticket.id}"
+                    customer_text(language, "button_yes"),
+                    callback_data=f"{SOLVED}:{ticket_id}:{YES}",
                 ),
                 InlineKeyboardButton(
-                    staff_text("button_resolve"), callback_data=f"{RESOLVE}:{ticket.id}"
+                    customer_text(language, "button_no"), callback_data=f"{SOLVED}:{ticket_id}:{NO}"
                 ),
             ]
         ]

@@ -20,6 +20,8 @@ from crm import needs, records
 from crm.db import SessionFactory, session_scope
 from crm.needs import NeedsModel
 from crm.records import CustomerRecord
+from nlp.analysis import Analyzer
+from nlp.knowledge import KnowledgeBase
 from quality.stats import BusinessHours
 from settings import Settings
 
@@ -124,6 +126,8 @@ class AppServices:
     hours: BusinessHours
     staff: StaffChat
     needs_models: NeedsModelCache
+    analyzer: Analyzer | None = None
+    knowledge: KnowledgeBase | None = None
     clock: Callable[[], datetime] = utcnow
 
     @asynccontextmanager

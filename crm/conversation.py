@@ -13,7 +13,7 @@ from enum import StrEnum
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm import customers, linking, messages, ratings, tickets
-from crm.errors import TicketNotFound
+from crm.errors import AlreadyAnswered, TicketNotFound
 from crm.messages import Media
 from crm.models import AuthorKind, Customer, Direction, Rating, Resolution, Ticket, TicketStatus
 from crm.schemas import CustomerInfo, MessageAnalysis, MessageInfo, TicketCard, TicketInfo
@@ -419,6 +419,8 @@ async def self_served(
     ticket = await tickets.get(session, ticket_id=ticket_id)
     if ticket.customer_id != customer_id:
         raise TicketNotFound(ticket_id=ticket_id)
+    if ticket.status != TicketStatus.PENDING or ticket.escalated_at is not None:
+        raise AlreadyAnswered(number=ticket.number)
     await tickets.resolve(session, ticket=ticket, now=now, resolution=Resolution.SELF_SERVED)
     return await tickets.info(session, ticket=ticket)
 
@@ -430,8 +432,31 @@ async def escalate(
     ticket = await tickets.get(session, ticket_id=ticket_id)
     if customer_id is not None and ticket.customer_id != customer_id:
         raise TicketNotFound(ticket_id=ticket_id)
+    if customer_id is not None and ticket.escalated_at is not None:
+        raise AlreadyAnswered(number=ticket.number)
     await tickets.escalate(session, ticket=ticket, now=now)
     return await _action(session, ticket)
+
+
+async def hand_to_agents(session: AsyncSession, *, ticket_id: int, now: datetime) -> TicketAction:
+    """The ticket goes to the agents: counted as escalated (not self-served) from now on.
+
+    A new ticket stays open; one that waited on the customer after an automatic answer is
+    escalated.
+    """
+    ticket = await tickets.get(session, ticket_id=ticket_id)
+    ticket.escalated_at = ticket.escalated_at or now
+    if ticket.status == TicketStatus.PENDING and ticket.first_response_at is None:
+        ticket.status = TicketStatus.ESCALATED
+    ticket.updated_at = now
+    await session.flush()
+    return await _action(session, ticket)
+
+
+async def unseen_by_agents(session: AsyncSession, *, ticket_id: int) -> list[MessageInfo]:
+    """Customer messages of the ticket not yet relayed to the staff chat, oldest first."""
+    rows = await messages.not_in_staff_chat(session, ticket_id=ticket_id)
+    return [MessageInfo.of(m) for m in rows]
 
 
 async def ticket_context(session: AsyncSession, *, ticket_id: int, now: datetime) -> TicketContext:

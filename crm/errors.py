@@ -35,3 +35,9 @@ class InvalidRating(KefuError):
 
 class NotRatable(KefuError):
     code = "not_ratable"
+
+
+class AlreadyAnswered(KefuError):
+    """The customer already said whether the automatic answer helped."""
+
+    code = "already_answered"

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from crm.db import SessionFactory, create_engine, create_session_factory
 from crm.migrate import upgrade
 from crm.models import Base
+from nlp.analysis import Analyzer
 
 POSTGRES_ENV = "KEFU_TEST_POSTGRES_URL"
 
@@ -98,3 +99,9 @@ async def session_factory(database_url: str) -> AsyncIterator[SessionFactory]:
         yield create_session_factory(engine)
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def analyzer(tmp_path_factory: pytest.TempPathFactory) -> Analyzer:
+    """The text models, trained once for the whole test run from the shipped examples."""
+    return Analyzer(models_dir=tmp_path_factory.mktemp("text-models"))

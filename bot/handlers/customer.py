@@ -7,12 +7,13 @@ import logging
 from telegram import ForceReply, Update
 from telegram.constants import ParseMode
 
-from bot import keyboards, relay, texts
+from bot import keyboards, relay, texts, understanding
 from bot.parsing import incoming
 from bot.services import KefuContext
+from bot.understanding import Understood
 from crm import conversation, customers, tickets
 from crm.conversation import Routed, RouteKind
-from crm.schemas import CustomerInfo
+from crm.schemas import CustomerInfo, MessageInfo
 
 log = logging.getLogger(__name__)
 
@@ -130,53 +131,102 @@ async def message(update: Update, context: KefuContext) -> None:
         )
     if routed.kind == RouteKind.RATING_COMMENT:
         await _rating_comment(update, context, routed)
-    elif routed.kind == RouteKind.NEW_TICKET:
-        await _new_ticket(update, context, routed)
+        return
+    understood = await understanding.understand(services, routed)
+    if routed.kind == RouteKind.NEW_TICKET:
+        await _new_ticket(update, context, routed, understood)
     else:
-        await _follow_up(context, routed)
+        await _follow_up(update, context, routed, understood)
 
 
-async def _new_ticket(update: Update, context: KefuContext, routed: Routed) -> None:
+async def _new_ticket(
+    update: Update, context: KefuContext, routed: Routed, understood: Understood | None
+) -> None:
+    """Answer from the knowledge base when confident; otherwise acknowledge and escalate."""
     services = context.services
+    number = routed.ticket.number
+    language = understanding.reply_language(routed.customer.language, understood)
+    answer = understanding.automatic_answer(services, understood, language)
+    if answer is not None:
+        async with services.session() as session:
+            await conversation.auto_answer(
+                session, ticket_id=routed.ticket.id, text=answer, now=services.now()
+            )
+        text = texts.customer_text(language, "auto_answer", number=number, answer=answer)
+        await _reply(update, text, reply_markup=keyboards.solved(routed.ticket.id, language))
+        return
     now = services.now()
     opening = None
     if not services.hours.is_open(now):
         opening = texts.format_local(services.hours.next_opening(now), services.settings.tz)
-    await _reply(
-        update, texts.ack_new_ticket(routed.customer.language, routed.ticket.number, opening)
-    )
-    assert routed.card is not None  # noqa: S101 - new tickets always carry their card
-    record = await services.customer_record(routed.customer.id)
+    await _reply(update, texts.ack_new_ticket(language, number, opening))
+    await escalate_to_staff(context, routed.ticket.id, routed.customer.id)
+
+
+async def _follow_up(
+    update: Update, context: KefuContext, routed: Routed, understood: Understood | None
+) -> None:
+    place = relay.StaffPlace.of(routed.ticket)
+    if place is None:  # answered automatically (or never shown): writing again means "not solved"
+        if context.services.settings.staff_chat_id is None:
+            return
+        language = understanding.reply_language(routed.customer.language, understood)
+        reply = texts.customer_text(language, "escalated_after_answer", number=routed.ticket.number)
+        await _reply(update, reply)
+        await escalate_to_staff(context, routed.ticket.id, routed.customer.id)
+        return
+    async with context.services.staff.posting():
+        await _relay_to_staff(context, routed.customer, routed.ticket.number, routed.message, place)
+    if understood is not None and understood.changed:
+        await _refresh_card(context, routed.ticket.id, routed.customer.id)
+
+
+async def escalate_to_staff(context: KefuContext, ticket_id: int, customer_id: int) -> None:
+    """Hand the ticket to the agents: its topic or card, then every message they have not seen."""
+    services = context.services
+    async with services.session() as session:
+        action = await conversation.hand_to_agents(session, ticket_id=ticket_id, now=services.now())
+        unseen = await conversation.unseen_by_agents(session, ticket_id=ticket_id)
+    card = await understanding.fresh_card(services, ticket_id)
+    record = await services.customer_record(customer_id)
     async with services.staff.posting():
-        place = await relay.open_in_staff_chat(services, context.bot, routed.card, record)
+        place = await relay.open_in_staff_chat(services, context.bot, card, record)
         if place is None:
             return
         async with services.session() as session:
             await tickets.set_staff_refs(
                 session,
-                ticket_id=routed.ticket.id,
+                ticket_id=ticket_id,
                 chat_id=place.chat_id,
                 thread_id=place.thread_id,
                 card_message_id=place.card_message_id,
             )
-        await _relay_to_staff(context, routed, place)
+        for message_info in unseen:
+            await _relay_to_staff(
+                context, action.customer, action.ticket.number, message_info, place
+            )
 
 
-async def _follow_up(context: KefuContext, routed: Routed) -> None:
-    place = relay.StaffPlace.of(routed.ticket)
-    if place is not None:
-        async with context.services.staff.posting():
-            await _relay_to_staff(context, routed, place)
+async def _refresh_card(context: KefuContext, ticket_id: int, customer_id: int) -> None:
+    card = await understanding.fresh_card(context.services, ticket_id)
+    record = await context.services.customer_record(customer_id)
+    await relay.refresh_card(context.services, context.bot, card, record)
 
 
-async def _relay_to_staff(context: KefuContext, routed: Routed, place: relay.StaffPlace) -> None:
+async def _relay_to_staff(
+    context: KefuContext,
+    customer: CustomerInfo,
+    number: int,
+    message_info: MessageInfo,
+    place: relay.StaffPlace,
+) -> None:
     staff_message_id = await relay.customer_to_staff(
-        context.bot, place, routed.customer, routed.ticket.number, routed.message
+        context.bot, place, customer, number, message_info
     )
     async with context.services.session() as session:
         await conversation.record_staff_copy(
             session,
-            message_id=routed.message.id,
+            message_id=message_info.id,
             staff_chat_id=place.chat_id,
             staff_message_id=staff_message_id,
         )
@@ -236,3 +286,33 @@ async def rate(update: Update, context: KefuContext) -> None:
                 score=given.score,
             ),
         )
+
+
+async def solved(update: Update, context: KefuContext) -> None:
+    """Yes / No under an automatic answer: resolved as self-served, or handed to the agents."""
+    query = update.callback_query
+    assert query is not None  # noqa: S101
+    callback = keyboards.Callback.parse(query.data)
+    ticket_id = (callback.int_arg(0) if callback else None) or 0
+    said_yes = callback is not None and callback.args[1:2] == (keyboards.YES,)
+    customer = await _customer(update, context)
+    services = context.services
+    if said_yes:
+        async with services.session() as session:
+            ticket = await conversation.self_served(
+                session, ticket_id=ticket_id, customer_id=customer.id, now=services.now()
+            )
+        reply = texts.customer_text(customer.language, "self_served", number=ticket.number)
+    else:
+        async with services.session() as session:
+            action = await conversation.escalate(
+                session, ticket_id=ticket_id, customer_id=customer.id, now=services.now()
+            )
+        reply = texts.customer_text(
+            customer.language, "escalated_after_answer", number=action.ticket.number
+        )
+    await query.answer()
+    await query.edit_message_reply_markup(reply_markup=None)
+    await _reply(update, reply)
+    if not said_yes:
+        await escalate_to_staff(context, ticket_id, customer.id)

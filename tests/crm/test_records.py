@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -16,6 +16,7 @@ from bot import texts
 from crm import importer, needs, records
 from crm.db import SessionFactory, session_scope
 from crm.models import Customer, Rating, Ticket, Transaction
+from nlp.analysis import Analyzer
 from tests.e2e.conftest import TOKEN, Kefu, make_settings, running_kefu, settle, wait_text
 from tests.fakebotapi import FakeBotAPI
 
@@ -182,10 +183,18 @@ def test_record_lines_escape_and_show_the_need() -> None:
 # --- End to end --------------------------------------------------------------------------------
 
 
+Runner = Callable[..., AbstractAsyncContextManager[Kefu]]
+
+
+@pytest.fixture
 def running(
-    api: FakeBotAPI, database_url: str, data_dir: Path, **overrides: object
-) -> AbstractAsyncContextManager[Kefu]:
-    return running_kefu(make_settings(api, database_url, data_dir, **overrides), api)
+    api: FakeBotAPI, database_url: str, analyzer: Analyzer
+) -> Callable[..., AbstractAsyncContextManager[Kefu]]:
+    def start(data_dir: Path, **overrides: object) -> AbstractAsyncContextManager[Kefu]:
+        settings = make_settings(api, database_url, data_dir, **overrides)
+        return running_kefu(settings, api, analyzer)
+
+    return start
 
 
 @pytest.fixture
@@ -200,14 +209,12 @@ def last_text(api: FakeBotAPI, chat_id: int) -> str:
 
 
 async def test_staff_commands_are_refused_for_customers(
-    api: FakeBotAPI, database_url: str, tmp_path: Path
+    api: FakeBotAPI, running: Runner, tmp_path: Path
 ) -> None:
     agent = api.add_user("Alice", username="alice_agent")
     customer = api.add_user("Bob", username="bob")
     staff = api.add_supergroup("Support", is_forum=False, members=[agent, customer])
-    async with running(
-        api, database_url, tmp_path / "data", staff_chat_id=staff["id"], agent_ids=[agent["id"]]
-    ):
+    async with running(tmp_path / "data", staff_chat_id=staff["id"], agent_ids=[agent["id"]]):
         api.user_sends_text(customer, "/atrisk")
         refusal = await wait_text(api, customer["id"], "Only agents and managers")
         assert refusal["text"] == "Only agents and managers can do this."
@@ -229,15 +236,13 @@ async def test_staff_commands_are_refused_for_customers(
 
 
 async def test_customer_record_and_atrisk_for_staff(
-    api: FakeBotAPI, database_url: str, tmp_path: Path
+    api: FakeBotAPI, running: Runner, tmp_path: Path
 ) -> None:
     agent = api.add_user("Alice", username="alice_agent")
     manager = api.add_user("Meg", username="meg")
     staff = api.add_supergroup("Support", is_forum=False, members=[agent])
     data_dir = tmp_path / "data"
     async with running(
-        api,
-        database_url,
         data_dir,
         staff_chat_id=staff["id"],
         agent_ids=[agent["id"]],
@@ -283,11 +288,11 @@ async def test_customer_record_and_atrisk_for_staff(
 
 
 async def test_link_by_code_and_shared_contact(
-    api: FakeBotAPI, database_url: str, tmp_path: Path
+    api: FakeBotAPI, running: Runner, tmp_path: Path
 ) -> None:
     ann = api.add_user("Ann", username="ann_tg")
     bob = api.add_user("Bob", username="bob_tg")
-    async with running(api, database_url, tmp_path / "data") as bot:
+    async with running(tmp_path / "data") as bot:
         factory = bot.services.session_factory
         ids = await import_records(factory, tmp_path)
         api.user_sends_text(ann, "/link")
@@ -319,7 +324,7 @@ async def test_link_by_code_and_shared_contact(
 
 
 async def test_imported_customer_is_linked_by_username_and_card_shows_the_record(
-    api: FakeBotAPI, database_url: str, tmp_path: Path
+    api: FakeBotAPI, running: Runner, tmp_path: Path
 ) -> None:
     agent = api.add_user("Alice")
     carol = api.add_user("Carol", username="Carol_TG")
@@ -329,7 +334,7 @@ async def test_imported_customer_is_linked_by_username_and_card_shows_the_record
         "external_id,name,telegram_username\nR9,Carol King,@carol_tg\n", encoding="utf-8"
     )
     async with running(
-        api, database_url, tmp_path / "data", staff_chat_id=staff["id"], agent_ids=[agent["id"]]
+        tmp_path / "data", staff_chat_id=staff["id"], agent_ids=[agent["id"]]
     ) as bot:
         async with session_scope(bot.services.session_factory) as session:
             report = await importer.import_customers(session, path=path, now=NOW)

@@ -12,6 +12,7 @@ import pytest
 
 from bot.app import KefuApplication, build_application, build_services
 from bot.services import AppServices
+from nlp.analysis import Analyzer
 from settings import Settings, load_settings
 from tests.fakebotapi import JSON, FakeBotAPI
 
@@ -41,14 +42,17 @@ def make_settings(
         "database_url": database_url,
         "data_dir": data_dir,
         "telegram_rate_limits": "off",
+        "auto_answer": False,  # the understanding tests switch automatic answers on
     }
     values.update(overrides)
     return load_settings(**values)
 
 
 @asynccontextmanager
-async def running_kefu(settings: Settings, api: FakeBotAPI) -> AsyncIterator[Kefu]:
-    services = build_services(settings)
+async def running_kefu(
+    settings: Settings, api: FakeBotAPI, analyzer: Analyzer | None = None
+) -> AsyncIterator[Kefu]:
+    services = build_services(settings, analyzer=analyzer)
     app = build_application(settings, services)
     await app.initialize()
     if app.post_init is not None:

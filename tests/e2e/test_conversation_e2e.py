@@ -44,13 +44,13 @@ async def test_new_customer_plain_group_full_loop(api: FakeBotAPI, start_kefu: A
         )
         assert "First ticket from this customer" in card["text"]
         buttons = [b["text"] for row in card["reply_markup"]["inline_keyboard"] for b in row]
-        assert buttons == ["🙋 Claim", "✅ Resolve"]
-        relayed = await wait_text(api, staff["id"], "My order has not arrived")
+        assert buttons == ["🙋 Claim", "✅ Resolve", "🏷 Category"]
+        relayed = await wait_text(api, staff["id"], "💬 Bob · #1001\nMy order has not arrived")
         assert relayed["reply_to_message"]["message_id"] == card["message_id"]
 
         # A follow-up lands in the same thread (as a reply to the card).
         api.user_sends_text(customer, "It was order AB-123456")
-        follow = await wait_text(api, staff["id"], "AB-123456")
+        follow = await wait_text(api, staff["id"], "💬 Bob · #1001\nIt was order AB-123456")
         assert follow["reply_to_message"]["message_id"] == card["message_id"]
         assert await count(kefu, Ticket.id) == 1
 
@@ -138,7 +138,7 @@ async def test_forum_topics(api: FakeBotAPI, start_kefu: Any) -> None:
         thread = topic["message_thread_id"]
         card = await wait_text(api, staff["id"], "Ticket #1001", thread_id=thread)
         assert "简体中文" in card["text"]
-        await wait_text(api, staff["id"], "我的订单还没到", thread_id=thread)
+        await wait_text(api, staff["id"], "💬 Chen · #1001\n我的订单还没到", thread_id=thread)
 
         # Follow-ups land in the same topic, including media.
         api.user_sends_photo(customer, caption="照片")
@@ -252,7 +252,7 @@ async def test_markup_characters_in_names_and_texts(api: FakeBotAPI, start_kefu:
         await wait_text(api, customer["id"], "#1001")
         card = await wait_text(api, staff["id"], "Ticket #1001")
         assert "*_[x]<b>& `~|>#" in card["text"]
-        relayed = await wait_text(api, staff["id"], "<i>not html</i> & *not markdown*")
+        relayed = await wait_text(api, staff["id"], "#1001\n<i>not html</i> & *not markdown*")
         assert relayed["text"].endswith("<i>not html</i> & *not markdown*")
         assert api.topics(staff["id"])[0]["name"] == "#1001 · *_[x]<b>& `~|>#"
 

@@ -23,9 +23,9 @@ BERLIN = ZoneInfo("Europe/Berlin")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def at(*args: int) -> datetime:
+def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
     """A Berlin wall-clock time as an aware datetime."""
-    return datetime(*args, tzinfo=BERLIN)  # type: ignore[misc]
+    return datetime(year, month, day, hour, minute, tzinfo=BERLIN)
 
 
 def prepare(kefu: Kefu, now: datetime) -> None:
@@ -227,7 +227,7 @@ async def test_missed_digest_sent_exactly_once_after_restart(
         await run_job(kefu, jobs.CATCH_UP_JOB)
         await run_job(kefu, jobs.CATCH_UP_JOB)
         await settle(api)
-        texts = [m.get("text") for m in api.messages_in(boss["id"]) if m.get("text")]
+        texts = [str(m["text"]) for m in api.messages_in(boss["id"]) if m.get("text")]
         assert texts[-1].startswith("📊 Daily digest · Wed 4 Mar 2026")
         assert len(api.messages_in(boss["id"])) == 6
         assert [r[:2] for r in await digest_runs(kefu)] == [
