@@ -208,6 +208,7 @@ STAFF_COMMANDS = (
     ("resolve", staff.resolve),
     ("reopen", staff.reopen),
     ("note", staff.note),
+    ("category", staff.category),
     ("queue", staff.queue),
     ("customer", None),
     ("atrisk", None),
@@ -273,6 +274,7 @@ def build_application(
     application.add_handler(
         CallbackQueryHandler(customer.language_chosen, pattern=f"^{keyboards.LANG}:")
     )
+    application.add_handler(CallbackQueryHandler(customer.solved, pattern=f"^{keyboards.SOLVED}:"))
 
     if settings.staff_chat_id is not None:
         staff_chat = filters.Chat(chat_id=settings.staff_chat_id)
@@ -285,7 +287,15 @@ def build_application(
                 staff.message,
             )
         )
-        pattern = f"^({keyboards.CLAIM}|{keyboards.RESOLVE}|{keyboards.REOPEN}):"
+        actions = (
+            keyboards.CLAIM,
+            keyboards.RESOLVE,
+            keyboards.REOPEN,
+            keyboards.CATEGORIES,
+            keyboards.CATEGORY,
+            keyboards.CARD,
+        )
+        pattern = f"^({'|'.join(actions)}):"
         application.add_handler(CallbackQueryHandler(staff.button, pattern=pattern))
     # Messages in any other group match no handler and are ignored.
     record_handlers.register(application)

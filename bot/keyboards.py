@@ -84,16 +84,17 @@ def categories(ticket_id: int, names: tuple[str, ...]) -> InlineKeyboardMarkup:
 
 
 def solved(ticket_id: int, language: str) -> InlineKeyboardMarkup:
-    """Yes / No under an automatic answer."""
+    """Yes / No under an automatic answer (the reply comes in the answer's language)."""
     return InlineKeyboardMarkup(
         [
             [
                 InlineKeyboardButton(
                     customer_text(language, "button_yes"),
-                    callback_data=f"{SOLVED}:{ticket_id}:{YES}",
+                    callback_data=f"{SOLVED}:{ticket_id}:{YES}:{language}",
                 ),
                 InlineKeyboardButton(
-                    customer_text(language, "button_no"), callback_data=f"{SOLVED}:{ticket_id}:{NO}"
+                    customer_text(language, "button_no"),
+                    callback_data=f"{SOLVED}:{ticket_id}:{NO}:{language}",
                 ),
             ]
         ]

@@ -440,6 +440,7 @@ _STAFF_COMMANDS = {
     "resolve": "Resolve the ticket and ask for a rating",
     "reopen": "Reopen the ticket",
     "note": "Internal note (never sent to the customer)",
+    "category": "Correct the ticket's category: /category NAME",
     "queue": "Tickets waiting, by priority and age",
     "customer": "A customer's record: /customer ID",
     "atrisk": "Customers most likely to need help",

@@ -87,8 +87,8 @@ def automatic_answer(
     if understood is None or services.knowledge is None or not services.settings.auto_answer:
         return None
     analysis = understood.analysis
-    if analysis.category == "other":
-        return None
+    if analysis.category == "other" or analysis.urgency == "high":
+        return None  # out of scope, or urgent (legal threats, anger): a person answers
     if analysis.category_confidence < services.settings.auto_answer_min_confidence:
         return None
     return services.knowledge.answer(analysis.category, language)

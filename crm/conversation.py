@@ -206,6 +206,11 @@ async def _action(session: AsyncSession, ticket: Ticket) -> TicketAction:
     )
 
 
+async def ticket_action(session: AsyncSession, *, ticket_id: int) -> TicketAction:
+    """The ticket and its customer as they are now."""
+    return await _action(session, await tickets.get(session, ticket_id=ticket_id))
+
+
 async def claim(
     session: AsyncSession, *, ticket_id: int, agent_id: int, now: datetime
 ) -> TicketAction:

@@ -296,21 +296,22 @@ async def solved(update: Update, context: KefuContext) -> None:
     ticket_id = (callback.int_arg(0) if callback else None) or 0
     said_yes = callback is not None and callback.args[1:2] == (keyboards.YES,)
     customer = await _customer(update, context)
+    language = (
+        callback.args[2] if callback and len(callback.args) > 2 else ""
+    ) or customer.language
     services = context.services
     if said_yes:
         async with services.session() as session:
             ticket = await conversation.self_served(
                 session, ticket_id=ticket_id, customer_id=customer.id, now=services.now()
             )
-        reply = texts.customer_text(customer.language, "self_served", number=ticket.number)
+        reply = texts.customer_text(language, "self_served", number=ticket.number)
     else:
         async with services.session() as session:
             action = await conversation.escalate(
                 session, ticket_id=ticket_id, customer_id=customer.id, now=services.now()
             )
-        reply = texts.customer_text(
-            customer.language, "escalated_after_answer", number=action.ticket.number
-        )
+        reply = texts.customer_text(language, "escalated_after_answer", number=action.ticket.number)
     await query.answer()
     await query.edit_message_reply_markup(reply_markup=None)
     await _reply(update, reply)

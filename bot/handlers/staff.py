@@ -11,7 +11,7 @@ from telegram.error import Forbidden, TelegramError
 from bot import keyboards, relay, texts
 from bot.parsing import command_argument, media_of, text_of
 from bot.services import KefuContext
-from crm import agents, conversation, tickets
+from crm import agents, conversation, corrections, tickets
 from crm.conversation import TicketAction
 from crm.errors import TicketNotFound
 from crm.schemas import TicketInfo
@@ -175,6 +175,49 @@ async def note(update: Update, context: KefuContext) -> None:
     await msg.reply_html(texts.staff_text("note_saved", number=ticket.number))
 
 
+async def category(update: Update, context: KefuContext) -> None:
+    """``/category NAME``: correct the ticket's category (a training example for the model)."""
+    found = await _command_ticket(update, context)
+    if found is None:
+        return
+    agent, ticket = found
+    msg = update.effective_message
+    assert msg is not None  # noqa: S101
+    names = _categories(context)
+    name = command_argument(msg).strip().lower().replace(" ", "_")
+    if name not in names:
+        key = "category_unknown" if name else "category_usage"
+        await msg.reply_html(texts.staff_text(key, categories=", ".join(names)))
+        return
+    await _set_category(context, ticket.id, agent, name)
+
+
+def _categories(context: KefuContext) -> tuple[str, ...]:
+    analyzer = context.services.analyzer
+    return analyzer.categories if analyzer is not None else ()
+
+
+async def _set_category(
+    context: KefuContext, ticket_id: int, agent: ActingAgent, name: str
+) -> None:
+    services = context.services
+    async with services.session() as session:
+        await corrections.create(
+            session, ticket_id=ticket_id, agent_id=agent.id, category=name, now=services.now()
+        )
+        action = await conversation.ticket_action(session, ticket_id=ticket_id)
+    await _announce(
+        context,
+        action,
+        texts.staff_text(
+            "category_set",
+            agent=agent.first_name,
+            number=action.ticket.number,
+            category=texts.category_label(name),
+        ),
+    )
+
+
 async def queue(update: Update, context: KefuContext) -> None:
     if await _agent(update, context) is None:
         return
@@ -196,8 +239,20 @@ async def button(update: Update, context: KefuContext) -> None:
     ticket_id = callback.int_arg(0) if callback else None
     if callback is None or ticket_id is None:
         raise TicketNotFound()
-    actions = {keyboards.CLAIM: _claim, keyboards.RESOLVE: _resolve, keyboards.REOPEN: _reopen}
-    await actions[callback.action](context, ticket_id, agent)
+    if callback.action == keyboards.CATEGORIES:  # show the category chooser on the card
+        await query.edit_message_reply_markup(keyboards.categories(ticket_id, _categories(context)))
+    elif callback.action == keyboards.CARD:  # back to the card's own buttons
+        async with context.services.session() as session:
+            action = await conversation.ticket_action(session, ticket_id=ticket_id)
+        await query.edit_message_reply_markup(keyboards.staff_card(action.ticket))
+    elif callback.action == keyboards.CATEGORY:
+        name = callback.args[1] if len(callback.args) > 1 else ""
+        if name not in _categories(context):
+            raise TicketNotFound()
+        await _set_category(context, ticket_id, agent, name)
+    else:
+        actions = {keyboards.CLAIM: _claim, keyboards.RESOLVE: _resolve, keyboards.REOPEN: _reopen}
+        await actions[callback.action](context, ticket_id, agent)
     await query.answer()
 
 
