@@ -115,10 +115,21 @@ def db_current() -> None:
     current(settings.resolved_database_url)
 
 
+def _corrections(settings: Settings) -> list[tuple[str, str]]:
+    """Agents' category corrections from the database, for ``train --from-corrections``."""
+    from crm.corrections import load_examples
+    from crm.migrate import upgrade
+
+    upgrade(settings.resolved_database_url)
+    return load_examples(settings.resolved_database_url)
+
+
 def _register_domain_commands() -> None:
     from crm import cli as crm_cli
+    from nlp import cli as nlp_cli
     from quality import cli as quality_cli
 
+    nlp_cli.register(app, settings_or_exit, _corrections)
     quality_cli.register(app, settings_or_exit)
     crm_cli.register(app, settings_or_exit)
 

@@ -116,6 +116,16 @@ class TelegramRateLimiter(AIORateLimiter):
         )
 
 
+MODEL_RELOAD_SECONDS = 30
+
+
+async def _reload_models(context: KefuContext) -> None:
+    """Pick up text models trained since (``python main.py train``) without a restart."""
+    analyzer = context.services.analyzer
+    if analyzer is not None and await asyncio.to_thread(analyzer.reload_if_changed):
+        log.info("new text models loaded")
+
+
 def build_services(settings: Settings, *, analyzer: Analyzer | None = None) -> AppServices:
     """Everything handlers and jobs share. Loads (or, on first start, trains) the text models."""
     engine = create_engine(settings.resolved_database_url)
@@ -300,5 +310,9 @@ def build_application(
     # Messages in any other group match no handler and are ignored.
     record_handlers.register(application)
     jobs.register(application)
+    if application.job_queue is not None:
+        application.job_queue.run_repeating(
+            _reload_models, interval=MODEL_RELOAD_SECONDS, first=MODEL_RELOAD_SECONDS
+        )
     application.add_error_handler(on_error)
     return application

@@ -45,3 +45,20 @@ async def examples(session: AsyncSession) -> list[tuple[str, str]]:
         if text.strip() and ticket_id not in latest:
             latest[ticket_id] = (text, category)
     return list(latest.values())
+
+
+def load_examples(database_url: str) -> list[tuple[str, str]]:
+    """:func:`examples` for synchronous callers (the ``train --from-corrections`` command)."""
+    import asyncio
+
+    from crm.db import create_engine, create_session_factory, session_scope
+
+    async def load() -> list[tuple[str, str]]:
+        engine = create_engine(database_url)
+        try:
+            async with session_scope(create_session_factory(engine)) as session:
+                return await examples(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(load())
