@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from rich.console import Console
 from rich.markup import escape
 
-from bot import texts
+from bot import texts, understanding
 from bot.services import AppServices
 from crm import agents, conversation, tickets
 from crm.conversation import Incoming, RouteKind
@@ -25,7 +25,8 @@ _TAG = re.compile(r"<[^>]+>")
 
 HELP = (
     "Type a message as the customer. Commands: /agent TEXT (reply as an agent), /note TEXT, "
-    "/resolve, /reopen, /rate N [comment], /status, /new, /human, /queue, /quit"
+    "/resolve, /reopen, /rate N [comment], /yes, /no (after an automatic answer), /status, /new, "
+    "/human, /queue, /quit"
 )
 
 
@@ -54,6 +55,7 @@ class ConsoleSession:
         self.out = out or (lambda who, text: print(f"[{who}] {text}"))
         self._customer: CustomerInfo | None = None
         self._message_id = 0
+        self._awaiting_verdict: tuple[int, str] | None = None  # (ticket id, answer language)
 
     def bot(self, html_text: str) -> None:
         self.out("bot → customer", plain(html_text))
@@ -91,6 +93,8 @@ class ConsoleSession:
             "/human": lambda _: self.human(),
             "/queue": lambda _: self.queue(),
             "/help": lambda _: self._help(),
+            "/yes": lambda _: self.verdict(True),
+            "/no": lambda _: self.verdict(False),
         }
 
     async def _help(self) -> None:
@@ -116,15 +120,76 @@ class ConsoleSession:
             routed = await conversation.route_incoming(
                 session, message_id=message_id, reply_to_message_id=None, now=services.now()
             )
+        understood = await understanding.understand(services, routed)
+        language = understanding.reply_language(customer.language, understood)
+        number = routed.ticket.number
         if routed.kind == RouteKind.NEW_TICKET:
+            answer = understanding.automatic_answer(services, understood, language)
+            if answer is not None:
+                async with services.session() as session:
+                    await conversation.auto_answer(
+                        session, ticket_id=routed.ticket.id, text=answer, now=services.now()
+                    )
+                self._awaiting_verdict = (routed.ticket.id, language)
+                self.bot(texts.customer_text(language, "auto_answer", number=number, answer=answer))
+                self.out("bot → customer", "[ Yes ] [ No ]   (answer with /yes or /no)")
+                return
             now = services.now()
             opening = None
             if not services.hours.is_open(now):
                 opening = texts.format_local(services.hours.next_opening(now), services.settings.tz)
-            self.bot(texts.ack_new_ticket(customer.language, routed.ticket.number, opening))
-            if routed.card is not None:
-                self.staff(texts.staff_card(routed.card, services.settings.tz))
-        self.staff(texts.relay_header(customer, routed.ticket.number) + "\n" + texts.escape(text))
+            self.bot(texts.ack_new_ticket(language, number, opening))
+            await self._hand_to_agents(routed.ticket.id)
+            return
+        if self._awaiting_verdict is not None and self._awaiting_verdict[0] == routed.ticket.id:
+            self.bot(texts.customer_text(language, "escalated_after_answer", number=number))
+            await self._hand_to_agents(routed.ticket.id)
+            return
+        self.staff(texts.relay_header(customer, number) + "\n" + texts.escape(text))
+
+    async def _hand_to_agents(self, ticket_id: int) -> None:
+        """What the staff chat would show: the card with the analysis, then the messages."""
+        services = self.services
+        self._awaiting_verdict = None
+        async with services.session() as session:
+            action = await conversation.hand_to_agents(
+                session, ticket_id=ticket_id, now=services.now()
+            )
+            unseen = await conversation.unseen_by_agents(session, ticket_id=ticket_id)
+        card = await understanding.fresh_card(services, ticket_id)
+        record = await services.customer_record(action.customer.id)
+        self.staff(texts.staff_card(card, services.settings.tz, record))
+        for message in unseen:
+            header = texts.relay_header(action.customer, action.ticket.number)
+            self.staff(header + "\n" + texts.escape(message.text))
+
+    async def verdict(self, solved: bool) -> None:
+        """/yes or /no after an automatic answer."""
+        if self._awaiting_verdict is None or self._customer is None:
+            self.out("console", "There is no automatic answer waiting for /yes or /no.")
+            return
+        ticket_id, language = self._awaiting_verdict
+        services = self.services
+        async with services.session() as session:
+            if solved:
+                ticket = await conversation.self_served(
+                    session, ticket_id=ticket_id, customer_id=self._customer.id, now=services.now()
+                )
+            else:
+                ticket = (
+                    await conversation.escalate(
+                        session,
+                        ticket_id=ticket_id,
+                        customer_id=self._customer.id,
+                        now=services.now(),
+                    )
+                ).ticket
+        if solved:
+            self._awaiting_verdict = None
+            self.bot(texts.customer_text(language, "self_served", number=ticket.number))
+            return
+        self.bot(texts.customer_text(language, "escalated_after_answer", number=ticket.number))
+        await self._hand_to_agents(ticket_id)
 
     async def _active(self) -> TicketInfo:
         if self._customer is None:

@@ -587,6 +587,8 @@ def record_lines(record: CustomerRecord, tz: ZoneInfo, *, for_card: bool = False
     id, the orders and the predicted need are added.
     """
     if for_card:
+        if record.external_id is None and not record.orders and record.need is None:
+            return []  # nothing known beyond Telegram: the card already says it all
         full = record_lines(record, tz)
         keep = [line for line in full[1:] if not line.startswith(("🎫", "⭐"))]
         if record.external_id:

@@ -80,12 +80,18 @@ def test_db_upgrade_and_console(tmp_path: Path) -> None:
     upgraded = run_main("db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
     assert (tmp_path / "kefu.db").exists()
-    script = "My parcel is late\n/agent We are on it\n/resolve\n/rate 5 lovely\nNew issue\n/quit\n"
+    script = (
+        "Where is my parcel? It has not arrived\n/no\n/agent We are on it\n/resolve\n"
+        "/rate 5 lovely\nI want to complain about your rude driver\n/quit\n"
+    )
     result = run_main("console", env=env, stdin=script)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "opened ticket #1001" in out
-    assert "[staff chat] 🎫 Ticket #1001" in out
+    assert "[bot → customer] 🎫 #1001" in out  # answered from the knowledge base
+    assert "Did this solve it?" in out
+    assert "ticket #1001 is now with our team" in out
+    assert "[staff chat] 🎫 Ticket #1001 · escalated" in out
+    assert "🏷 Delivery" in out
     assert "[bot → customer] We are on it" in out
     assert "has been resolved" in out
     assert "Thank you for your rating (5/5)" in out
