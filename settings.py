@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         default=None, description="An installed spaCy pipeline to use instead of spacy.blank."
     )
     order_number_pattern: str = Field(
-        default=r"\b(?:[A-Z]{2,4}-?\d{5,12}|#\d{5,12})\b",
+        default=r"(?<![A-Za-z0-9])(?:[A-Z]{2,4}-?\d{5,12}|#\d{5,12})(?![A-Za-z0-9])",
         description="Regular expression for order numbers.",
     )
     knowledge_base: Path | None = Field(

@@ -22,13 +22,13 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.app import build_application, build_services  # noqa: E402
-from crm.migrate import upgrade  # noqa: E402
-from crm.models import Message  # noqa: E402
-from settings import load_settings  # noqa: E402
-from tests.fakebotapi import FakeBotAPI  # noqa: E402
+from bot.app import build_application, build_services
+from crm.migrate import upgrade
+from crm.models import Message
+from settings import load_settings
+from tests.fakebotapi import FakeBotAPI
 
-TOKEN = "123456789:AABenchTokenForKefu_abcdefghijklmn"
+TOKEN = "123456789:AABenchTokenForKefu_abcdefghijklmn"  # noqa: S105 - the fake server's
 
 
 class SlowBotAPI(FakeBotAPI):

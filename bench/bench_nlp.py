@@ -63,7 +63,9 @@ class Split:
     validation: list[Example] | None = None
 
 
-def _examples(rows: Rows, text: str, label: str, mapping: dict[str, str] | None = None) -> list[Example]:
+def _examples(
+    rows: Rows, text: str, label: str, mapping: dict[str, str] | None = None
+) -> list[Example]:
     out = []
     for r in rows:
         t = (r[text] or "").replace("\ufeff", "").strip()
@@ -139,12 +141,18 @@ def run_plain(split: Split) -> dict[str, float]:
     model.fit([e.text for e in split.train], [e.label for e in split.train])
     pred = model.predict([e.text for e in split.test])
     m = score([e.label for e in split.test], list(pred))
-    return {"accuracy": m.accuracy, "macro_f1": m.macro_f1, "seconds": time.perf_counter() - started}
+    return {
+        "accuracy": m.accuracy,
+        "macro_f1": m.macro_f1,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def run_kefu(split: Split, pipelines: Pipelines) -> dict[str, float]:
     started = time.perf_counter()
-    result, _, _ = fit(split.train, task=split.task, validation=split.validation, pipelines=pipelines)
+    result, _, _ = fit(
+        split.train, task=split.task, validation=split.validation, pipelines=pipelines
+    )
     trained = time.perf_counter() - started
     m = evaluate(result.classifier, split.test, pipelines=pipelines)
     return {
@@ -192,16 +200,30 @@ def shipped_models(analyzer: Analyzer, data_dir: Path) -> list[dict[str, object]
         rows = [r for r in read_csv(d / "test.csv") if r["intent"] in BITEXT_TO_KEFU]
         examples = _examples(rows, "utterance", "intent", BITEXT_TO_KEFU)
         m = evaluate(analyzer._category, examples, pipelines=pipelines)
-        out.append({"model": "category", "data": "bitext_support test, 22 of 27 intents mapped",
-                    "n": m.n, "accuracy": m.accuracy, "macro_f1": m.macro_f1})
+        out.append(
+            {
+                "model": "category",
+                "data": "bitext_support test, 22 of 27 intents mapped",
+                "n": m.n,
+                "accuracy": m.accuracy,
+                "macro_f1": m.macro_f1,
+            }
+        )
     loaders = load_splits(data_dir)
     for name in ("airline_sentiment", "zh_waimai_10k"):
         if not (data_dir / name).is_dir():
             continue
         split = loaders[name]()
         m = evaluate(analyzer._sentiment, split.test, pipelines=pipelines)
-        out.append({"model": "sentiment", "data": f"{name} test split", "n": m.n,
-                    "accuracy": m.accuracy, "macro_f1": m.macro_f1})
+        out.append(
+            {
+                "model": "sentiment",
+                "data": f"{name} test split",
+                "n": m.n,
+                "accuracy": m.accuracy,
+                "macro_f1": m.macro_f1,
+            }
+        )
     return out
 
 
@@ -215,7 +237,10 @@ def latency(analyzer: Analyzer, data_dir: Path, n: int = 2000) -> dict[str, floa
     if wm.exists():
         messages += [r["review"] for r in read_csv(wm)][: n // 2]
     if not messages:
-        messages = ["Where is my order #558201? It has been two weeks.", "我的订单还没到，请尽快处理。"]
+        messages = [
+            "Where is my order #558201? It has been two weeks.",
+            "我的订单还没到，请尽快处理。",
+        ]
         messages = (messages * (n // 2))[:n]
     for m in messages[:200]:  # warm up
         analyzer.analyze(m)
@@ -240,7 +265,9 @@ def latency(analyzer: Analyzer, data_dir: Path, n: int = 2000) -> dict[str, floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--only", default="", help="comma-separated data set names")
     parser.add_argument("--skip-datasets", action="store_true")
@@ -253,16 +280,20 @@ def main() -> None:
     import sklearn
     import spacy
 
-    print(f"python {platform.python_version()}, spaCy {spacy.__version__}, "
-          f"scikit-learn {sklearn.__version__}, {platform.processor() or platform.machine()}")
+    print(
+        f"python {platform.python_version()}, spaCy {spacy.__version__}, "
+        f"scikit-learn {sklearn.__version__}, {platform.processor() or platform.machine()}"
+    )
     report: dict[str, object] = {}
     pipelines = Pipelines()
     if not args.skip_datasets:
         loaders = load_splits(args.data_dir)
         wanted = [n for n in args.only.split(",") if n] or list(loaders)
         rows = []
-        print(f"\n{'data set':28} {'n train':>8} {'n test':>7} | {'plain acc':>9} {'plain F1':>8} | "
-              f"{'Kefu acc':>8} {'Kefu F1':>8} | {'Kefu train s':>12}")
+        print(
+            f"\n{'data set':28} {'n train':>8} {'n test':>7} | {'plain acc':>9} {'plain F1':>8} | "
+            f"{'Kefu acc':>8} {'Kefu F1':>8} | {'Kefu train s':>12}"
+        )
         for name in wanted:
             if not (args.data_dir / name).is_dir():
                 print(f"{name:28} (missing, skipped)")
@@ -270,11 +301,21 @@ def main() -> None:
             split = loaders[name]()
             plain = run_plain(split)
             kefu = run_kefu(split, pipelines)
-            rows.append({"data": name, "n_train": len(split.train), "n_test": len(split.test),
-                         "plain": plain, "kefu": kefu})
-            print(f"{name:28} {len(split.train):>8} {len(split.test):>7} | {plain['accuracy']:>9.4f} "
-                  f"{plain['macro_f1']:>8.4f} | {kefu['accuracy']:>8.4f} {kefu['macro_f1']:>8.4f} | "
-                  f"{kefu['train_seconds']:>12.1f}", flush=True)
+            rows.append(
+                {
+                    "data": name,
+                    "n_train": len(split.train),
+                    "n_test": len(split.test),
+                    "plain": plain,
+                    "kefu": kefu,
+                }
+            )
+            print(
+                f"{name:28} {len(split.train):>8} {len(split.test):>7} | {plain['accuracy']:>9.4f} "
+                f"{plain['macro_f1']:>8.4f} | {kefu['accuracy']:>8.4f} {kefu['macro_f1']:>8.4f} | "
+                f"{kefu['train_seconds']:>12.1f}",
+                flush=True,
+            )
         report["datasets"] = rows
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -289,16 +330,20 @@ def main() -> None:
         if shipped:
             print("\nshipped models on public data they never saw:")
             for s in shipped:
-                print(f"  {s['model']:9} {s['data']:45} n={s['n']:<5} accuracy {s['accuracy']:.4f}  "
-                      f"macro-F1 {s['macro_f1']:.4f}")
+                print(
+                    f"  {s['model']:9} {s['data']:45} n={s['n']:<5} accuracy {s['accuracy']:.4f}  "
+                    f"macro-F1 {s['macro_f1']:.4f}"
+                )
         report["shipped"] = shipped
         if not args.skip_latency:
             lat = latency(analyzer, args.data_dir)
             report["latency"] = lat
-            print(f"\nanalyze(): {lat['messages']} messages (mean {lat['mean_chars']:.0f} chars), "
-                  f"median {lat['median_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms, "
-                  f"{lat['single_per_second']:.0f} msg/s one by one, "
-                  f"{lat['batch_per_second']:.0f} msg/s with analyze_many")
+            print(
+                f"\nanalyze(): {lat['messages']} messages (mean {lat['mean_chars']:.0f} chars), "
+                f"median {lat['median_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms, "
+                f"{lat['single_per_second']:.0f} msg/s one by one, "
+                f"{lat['batch_per_second']:.0f} msg/s with analyze_many"
+            )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2), "utf-8")
 

@@ -167,8 +167,11 @@ def business_seconds(starts: FloatArray, ends: FloatArray, hours: BusinessHours)
 
 
 class TicketSummaryLike(Protocol):
-    summary: str
-    key_phrases: Sequence[str]
+    @property
+    def summary(self) -> str: ...
+
+    @property
+    def key_phrases(self) -> Sequence[str]: ...
 
 
 Summariser = Callable[[Sequence[str]], TicketSummaryLike]

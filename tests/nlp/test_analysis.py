@@ -82,7 +82,8 @@ def test_clear_messages_get_their_category(analyzer: Analyzer, text: str, catego
 
 
 @pytest.mark.parametrize(
-    "text", ["What's the capital of France?", "Can you write me a poem about the sea?", "今天天气怎么样"]
+    "text",
+    ["What's the capital of France?", "Can you write me a poem about the sea?", "今天天气怎么样"],
 )
 def test_out_of_scope_messages_are_other(analyzer: Analyzer, text: str) -> None:
     assert analyzer.analyze(text).category == "other"
@@ -116,37 +117,44 @@ def test_language_and_entities_in_the_analysis(analyzer: Analyzer) -> None:
     assert analyzer.analyze("订单AB-123456还没到").language == "zh"
 
 
+def urgency(
+    text: str,
+    sentiment: Sentiment = Sentiment.NEUTRAL,
+    category: str = "billing",
+    repeated_contact: int = 0,
+) -> tuple[Urgency, tuple[str, ...]]:
+    return assess_urgency(
+        text,
+        sentiment=sentiment,
+        sentiment_confidence=0.9,
+        category=category,
+        repeated_contact=repeated_contact,
+    )
+
+
 def test_urgency_rules() -> None:
-    neutral = {"sentiment": Sentiment.NEUTRAL, "sentiment_confidence": 0.9, "category": "billing"}
-    assert assess_urgency("I will contact my lawyer", **neutral) == (Urgency.HIGH, ("legal",))
-    assert assess_urgency("I'm switching to a competitor", **neutral) == (
-        Urgency.HIGH,
-        ("threat_to_leave",),
-    )
-    assert assess_urgency("urgent: refund please", **neutral) == (Urgency.NORMAL, ("urgent_words",))
-    assert assess_urgency("WHERE IS MY REFUND, ANSWER ME", **neutral) == (
-        Urgency.NORMAL,
-        ("all_caps",),
-    )
-    assert assess_urgency("where is my refund", repeated_contact=2, **neutral) == (
+    assert urgency("I will contact my lawyer") == (Urgency.HIGH, ("legal",))
+    assert urgency("I'm switching to a competitor") == (Urgency.HIGH, ("threat_to_leave",))
+    assert urgency("urgent: refund please") == (Urgency.NORMAL, ("urgent_words",))
+    assert urgency("WHERE IS MY REFUND, ANSWER ME") == (Urgency.NORMAL, ("all_caps",))
+    assert urgency("where is my refund", repeated_contact=2) == (
         Urgency.HIGH,
         ("repeated_contact",),
     )
-    negative = {**neutral, "sentiment": Sentiment.NEGATIVE}
-    assert assess_urgency("please hurry, it's urgent", **negative) == (
+    assert urgency("please hurry, it's urgent", Sentiment.NEGATIVE) == (
         Urgency.HIGH,
         ("urgent_words", "negative_sentiment"),
     )
-    assert assess_urgency("这是第三次联系你们了", **negative)[0] is Urgency.HIGH
-    assert assess_urgency("我要去消协投诉", **neutral) == (Urgency.HIGH, ("legal",))
-    assert assess_urgency("Thanks!", sentiment=Sentiment.POSITIVE, sentiment_confidence=0.9,
-                          category="praise") == (Urgency.LOW, ())
-    assert assess_urgency("how do I pay?", **neutral) == (Urgency.NORMAL, ())
+    assert urgency("这是第三次联系你们了", Sentiment.NEGATIVE)[0] is Urgency.HIGH
+    assert urgency("我要去消协投诉") == (Urgency.HIGH, ("legal",))
+    assert urgency("Thanks!", Sentiment.POSITIVE, "praise") == (Urgency.LOW, ())
+    assert urgency("how do I pay?") == (Urgency.NORMAL, ())
 
 
 def test_urgency_in_the_analysis(analyzer: Analyzer) -> None:
     angry = analyzer.analyze(
-        "THIS IS THE THIRD TIME I WRITE. REFUND ME NOW OR I WILL TAKE YOU TO COURT", repeated_contact=2
+        "THIS IS THE THIRD TIME I WRITE. REFUND ME NOW OR I WILL TAKE YOU TO COURT",
+        repeated_contact=2,
     )
     assert angry.urgency is Urgency.HIGH
     assert {"legal", "repeated_contact", "all_caps"} <= set(angry.urgency_reasons)
@@ -185,6 +193,7 @@ def test_summarize_ticket(analyzer: Analyzer) -> None:
         ("ORDER", "AB-123456"),
         ("DATE", "since Monday"),
         ("CARD", "4111 1111 1111 1111"),
+        ("DATE", "today"),
     ]
     assert "4111 1111" not in summary.masked_summary
     assert any("parcel" in p or "tracking" in p for p in summary.key_phrases)
@@ -193,7 +202,11 @@ def test_summarize_ticket(analyzer: Analyzer) -> None:
 
 
 def test_summarize_ticket_in_chinese(analyzer: Analyzer) -> None:
-    texts = ["你好", "我的订单三天前就显示已签收，但是我没有收到快递。", "快递到底在哪里？请帮我查一下快递。"]
+    texts = [
+        "你好",
+        "我的订单三天前就显示已签收，但是我没有收到快递。",
+        "快递到底在哪里？请帮我查一下快递。",
+    ]
     summary = analyzer.summarize_ticket(texts)
     assert 0 < len(summary.summary) <= 300
     assert "快递" in summary.summary

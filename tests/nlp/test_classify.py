@@ -21,7 +21,7 @@ from nlp.classify import (
     softmax,
     tune_threshold,
 )
-from nlp.pipeline import Pipelines
+from nlp.pipeline import Pipelines, Prepared
 from nlp.training import default_examples, split_examples
 
 TEXTS = [
@@ -35,7 +35,7 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def small_fit(pipelines: Pipelines) -> tuple[TextClassifier, list[object]]:
+def small_fit(pipelines: Pipelines) -> tuple[TextClassifier, list[Prepared]]:
     examples = default_examples("category")
     train, val = split_examples(examples, 0.2, seed=1)
     px = pipelines.prepare([e.text for e in train])
@@ -65,16 +65,16 @@ def test_fast_features_match_scikit_learn(pipelines: Pipelines) -> None:
     assert abs(vec.x - clf.transform(prepared)).max() < 1e-12
 
 
-def test_proba_one_equals_batch_proba(small_fit: tuple[TextClassifier, list[object]]) -> None:
+def test_proba_one_equals_batch_proba(small_fit: tuple[TextClassifier, list[Prepared]]) -> None:
     clf, prepared = small_fit
-    batch = clf.proba(prepared[:20])  # type: ignore[arg-type]
-    one = np.vstack([clf.proba_one(p) for p in prepared[:20]])  # type: ignore[arg-type]
+    batch = clf.proba(prepared[:20])
+    one = np.vstack([clf.proba_one(p) for p in prepared[:20]])
     np.testing.assert_allclose(batch, one, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(batch.sum(axis=1), 1.0)
 
 
 def test_save_and_load_round_trip(
-    small_fit: tuple[TextClassifier, list[object]], tmp_path: Path
+    small_fit: tuple[TextClassifier, list[Prepared]], tmp_path: Path
 ) -> None:
     clf, prepared = small_fit
     store = ModelStore(tmp_path)
@@ -87,13 +87,26 @@ def test_save_and_load_round_trip(
     assert loaded.labels == clf.labels
     assert loaded.threshold == clf.threshold
     assert loaded.temperature == clf.temperature
-    np.testing.assert_allclose(loaded.proba(prepared), clf.proba(prepared), rtol=1e-6)  # type: ignore[arg-type]
-    assert loaded.predict(prepared) == clf.predict(prepared)  # type: ignore[arg-type]
+    np.testing.assert_allclose(loaded.proba(prepared), clf.proba(prepared), rtol=1e-6)
+    assert loaded.predict(prepared) == clf.predict(prepared)
     assert not list(tmp_path.rglob("*.pkl"))  # no pickle: arrays and JSON only
 
 
+def test_old_versions_are_pruned_but_never_the_current_one(
+    small_fit: tuple[TextClassifier, list[Prepared]], tmp_path: Path
+) -> None:
+    clf, _ = small_fit
+    store = ModelStore(tmp_path)
+    for i in range(7):
+        store.save(clf, {}, f"v{i}")
+    assert store.versions("category") == ["v2", "v3", "v4", "v5", "v6"]
+    store.set_current("category", "v2")
+    assert store.prune("category", keep=2) == ["v3", "v4"]
+    assert store.versions("category") == ["v2", "v5", "v6"]
+
+
 def test_a_model_of_another_format_is_refused(
-    small_fit: tuple[TextClassifier, list[object]], tmp_path: Path
+    small_fit: tuple[TextClassifier, list[Prepared]], tmp_path: Path
 ) -> None:
     clf, _ = small_fit
     path = ModelStore(tmp_path).save(clf, {}, "v1")
@@ -105,7 +118,7 @@ def test_a_model_of_another_format_is_refused(
 
 
 def test_a_damaged_model_is_refused(
-    small_fit: tuple[TextClassifier, list[object]], tmp_path: Path
+    small_fit: tuple[TextClassifier, list[Prepared]], tmp_path: Path
 ) -> None:
     clf, _ = small_fit
     path = ModelStore(tmp_path).save(clf, {}, "v1")
@@ -141,7 +154,7 @@ def test_threshold_is_tuned_to_separate_uncertain_out_of_scope_rows() -> None:
 
 
 def test_below_the_threshold_the_category_is_other(
-    small_fit: tuple[TextClassifier, list[object]],
+    small_fit: tuple[TextClassifier, list[Prepared]],
 ) -> None:
     clf, _ = small_fit
     original = clf.threshold
@@ -160,11 +173,13 @@ def test_below_the_threshold_the_category_is_other(
         clf.threshold = original
 
 
-def test_default_model_has_a_tuned_out_of_scope_threshold(models_dir: Path) -> None:
+def test_default_model_metadata(models_dir: Path) -> None:
     clf, meta = ModelStore(models_dir).load("category")
     assert OTHER in clf.labels
-    assert 0.0 < clf.threshold < 1.0
+    assert 0.0 <= clf.threshold < 1.0  # tuned on validation data (0 when rejecting never helps)
+    assert meta["threshold"] == clf.threshold
     assert meta["metrics"]["out_of_scope_recall"] is not None
+    assert meta["metrics"]["accuracy"] > 0.6
     assert meta["source"] == "default"
     assert len(meta["data_sha256"]) == 64
     assert meta["sklearn_version"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import spacy
 
 from nlp.entities import (
     CARD,
@@ -20,7 +23,7 @@ from nlp.entities import (
     mask_value,
     merge_entities,
 )
-from nlp.pipeline import Pipelines, doc_entity_spans
+from nlp.pipeline import PipelineError, Pipelines, doc_entity_spans
 
 EXAMPLES: list[tuple[str, list[tuple[str, str]]]] = [
     # English
@@ -91,12 +94,17 @@ def test_several_entities_in_one_message_keep_exact_offsets(pipelines: Pipelines
 
 def test_doc_ents_are_set_for_spacy_users(pipelines: Pipelines) -> None:
     doc = pipelines.doc("Mail john@example.com tomorrow")
-    assert [(e.label_, e.text) for e in doc.ents] == [(EMAIL, "john@example.com"), (DATE, "tomorrow")]
+    assert [(e.label_, e.text) for e in doc.ents] == [
+        (EMAIL, "john@example.com"),
+        (DATE, "tomorrow"),
+    ]
 
 
 def test_order_pattern_is_configurable() -> None:
     rules = EntityRules.create(r"\bKF\d{4}\b")
-    found = [(label, "KF1234 and AB-123456"[s:e]) for label, s, e in rules.find("KF1234 and AB-123456")]
+    found = [
+        (label, "KF1234 and AB-123456"[s:e]) for label, s, e in rules.find("KF1234 and AB-123456")
+    ]
     assert (ORDER, "KF1234") in found
     assert (ORDER, "AB-123456") not in found
 
@@ -163,4 +171,30 @@ def test_mask_entities_masks_even_without_entities() -> None:
 
 
 def test_mask_text_in_chinese() -> None:
-    assert mask_text("我的卡号4111111111111111，电话13812345678") == "我的卡号•••• 1111，电话13•••••••78"
+    assert (
+        mask_text("我的卡号4111111111111111，电话13812345678")
+        == "我的卡号•••• 1111，电话13•••••••78"
+    )
+
+
+def test_an_installed_pipeline_gets_kefu_rules(tmp_path: Path) -> None:
+    saved = spacy.blank("en")
+    saved.add_pipe("lemmatizer", config={"mode": "lookup"})
+    saved.initialize()
+    saved.to_disk(tmp_path / "my_pipeline")
+    pipelines = Pipelines(pipeline_name=str(tmp_path / "my_pipeline"))
+    nlp = pipelines.nlp("en")
+    assert nlp.pipe_names == ["lemmatizer", "sentencizer", "entity_ruler", "kefu_entities"]
+    text = "Cards were charged on 03/05/2024. Mail ann@example.com"
+    doc = pipelines.doc(text)
+    assert [(label, text[s:e]) for label, s, e in doc_entity_spans(doc)] == [
+        (DATE, "03/05/2024"),
+        (EMAIL, "ann@example.com"),
+    ]
+    assert len(list(doc.sents)) == 2
+    assert pipelines.lemma(doc[0]) == "card"
+
+
+def test_a_missing_installed_pipeline_is_a_clear_error() -> None:
+    with pytest.raises(PipelineError, match="could not be loaded"):
+        Pipelines(pipeline_name="xx_kefu_not_installed")

@@ -37,6 +37,9 @@ def test_a_few_english_words_in_chinese_text_stay_chinese() -> None:
     assert detect_language("订单号 AB-123456 的快递 tracking 一直没更新") == "zh"
 
 
-@pytest.mark.parametrize(("language", "pipeline"), [("zh", "zh"), ("ja", "zh"), ("en", "en"), ("ru", "en"), ("und", "en")])
+@pytest.mark.parametrize(
+    ("language", "pipeline"),
+    [("zh", "zh"), ("ja", "zh"), ("en", "en"), ("ru", "en"), ("und", "en")],
+)
 def test_pipeline_language(language: str, pipeline: str) -> None:
     assert pipeline_language(language) == pipeline

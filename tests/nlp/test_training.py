@@ -38,7 +38,9 @@ def test_read_examples(tmp_path: Path) -> None:
 
 def test_missing_column_is_named(tmp_path: Path) -> None:
     f = write(tmp_path / "d.csv", "message,label\nhi,other\n")
-    with pytest.raises(TrainingDataError, match=r"no column 'text'; the columns are 'message', 'label'"):
+    with pytest.raises(
+        TrainingDataError, match=r"no column 'text'; the columns are 'message', 'label'"
+    ):
         read_examples(f)
 
 
@@ -94,9 +96,11 @@ def test_bad_file_keeps_the_current_model(tmp_path: Path, pipelines: Pipelines) 
 
 
 def test_split_is_stratified_and_keeps_singletons() -> None:
-    examples = [Example(f"a{i}", "a") for i in range(10)] + [
-        Example(f"b{i}", "b") for i in range(5)
-    ] + [Example("c0", "c")]
+    examples = (
+        [Example(f"a{i}", "a") for i in range(10)]
+        + [Example(f"b{i}", "b") for i in range(5)]
+        + [Example("c0", "c")]
+    )
     train_part, held = split_examples(examples, 0.2, seed=3)
     assert sorted(e.label for e in held) == ["a", "a", "b"]
     assert Example("c0", "c") in train_part
@@ -151,14 +155,19 @@ def test_train_with_useful_corrections_promotes_the_new_model(
     corrections = [
         (f"Do you sell spare part {code} for the {item}?", "product")
         for code, item in [
-            ("X1", "blender"), ("Y2", "vacuum"), ("Z3", "kettle"), ("K4", "toaster"),
-            ("M5", "mixer"), ("P6", "fan"), ("Q7", "heater"), ("R8", "lamp"),
-            ("S9", "drill"), ("T10", "printer"),
+            ("X1", "blender"),
+            ("Y2", "vacuum"),
+            ("Z3", "kettle"),
+            ("K4", "toaster"),
+            ("M5", "mixer"),
+            ("P6", "fan"),
+            ("Q7", "heater"),
+            ("R8", "lamp"),
+            ("S9", "drill"),
+            ("T10", "printer"),
         ]
     ]
-    outcome = train_with_corrections(
-        base, corrections, models_dir=tmp_path, pipelines=pipelines
-    )
+    outcome = train_with_corrections(base, corrections, models_dir=tmp_path, pipelines=pipelines)
     assert outcome.n_corrections == 10
     assert outcome.n_heldout > 100
     assert outcome.metric == "macro_f1"
@@ -184,6 +193,4 @@ def test_harmful_corrections_keep_the_current_model(tmp_path: Path, pipelines: P
 
 def test_no_corrections_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(TrainingDataError, match="no corrections"):
-        train_with_corrections(
-            default_examples("category"), [("", "billing")], models_dir=tmp_path
-        )
+        train_with_corrections(default_examples("category"), [("", "billing")], models_dir=tmp_path)

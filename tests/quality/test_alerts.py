@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -28,7 +29,7 @@ async def customer(factory: SessionFactory) -> int:
 
 
 async def messages(
-    factory: SessionFactory, customer_id: int, rows: list[tuple[datetime, str | None, str]]
+    factory: SessionFactory, customer_id: int, rows: Sequence[tuple[datetime, str | None, str]]
 ) -> None:
     async with session_scope(factory) as session:
         session.add_all(
@@ -66,7 +67,7 @@ async def test_complaint_spike_announced_once_per_day_and_category(
     ]
     today.append((midnight + timedelta(hours=9), "delivery", "negative"))
     today.append((NOW + timedelta(minutes=5), "billing", "negative"))  # after "now": not counted
-    await messages(session_factory, cid, history(midnight) + today)
+    await messages(session_factory, cid, [*history(midnight), *today])
 
     async with session_scope(session_factory) as session:
         found = await alerts.new_spikes(session, now=NOW, tz=ZUTC)
@@ -102,7 +103,7 @@ async def test_a_handful_of_complaints_is_no_spike(session_factory: SessionFacto
     cid = await customer(session_factory)
     midnight = datetime(2026, 3, 4, tzinfo=UTC)
     today = [(midnight + timedelta(hours=9, minutes=i), "billing", "negative") for i in range(4)]
-    await messages(session_factory, cid, history(midnight) + today)
+    await messages(session_factory, cid, [*history(midnight), *today])
     async with session_scope(session_factory) as session:
         assert await alerts.new_spikes(session, now=NOW, tz=ZUTC) == []
 

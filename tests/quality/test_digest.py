@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -416,7 +417,7 @@ class StubSummary:
         self.key_phrases = phrases
 
 
-def stub_summariser(texts: object) -> StubSummary:
+def stub_summariser(texts: Sequence[str]) -> StubSummary:
     return StubSummary(["refund", "charged twice", ""])
 
 
