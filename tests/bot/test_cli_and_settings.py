@@ -105,3 +105,51 @@ def test_redact_filter_hides_the_token() -> None:
     )
     RedactFilter("42:secret").filter(record)
     assert record.getMessage() == "POST https://x/bot[token]/getMe"
+
+
+async def test_train_from_corrections_reads_the_database(tmp_path: Path) -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from crm import conversation, corrections
+    from crm.conversation import Incoming
+    from crm.db import create_engine, create_session_factory, session_scope
+    from tests.conftest import in_thread
+
+    env = {"KEFU_DATA_DIR": str(tmp_path), "CWD": str(tmp_path)}
+    none_yet = run_main("train", "--from-corrections", env=env)
+    assert none_yet.returncode == 2
+    assert "no corrections yet" in none_yet.stderr
+    assert "Traceback" not in none_yet.stderr
+
+    from crm.migrate import upgrade
+
+    url = f"sqlite+aiosqlite:///{(tmp_path / 'kefu.db').resolve()}"
+    in_thread(upgrade, url)
+    engine = create_engine(url)
+    factory = create_session_factory(engine)
+    now = datetime(2026, 5, 1, tzinfo=UTC)
+    samples = [
+        ("The voucher code from your newsletter is rejected at checkout", "billing"),
+        ("Your courier left my parcel in the rain", "complaint"),
+        ("I'd like to move my subscription to my wife's name", "account"),
+    ]
+    for user, (text, category) in enumerate(samples, start=1):
+        data = Incoming(telegram_user_id=user, chat_id=user, first_name="C", text=text)
+        async with session_scope(factory) as session:
+            _, message_id = await conversation.store_incoming(session, incoming=data, now=now)
+        async with session_scope(factory) as session:
+            routed = await conversation.route_incoming(
+                session, message_id=message_id, reply_to_message_id=None, now=now
+            )
+            await corrections.create(
+                session, ticket_id=routed.ticket.id, agent_id=None, category=category, now=now
+            )
+    await engine.dispose()
+
+    trained = run_main("train", "--from-corrections", "--json", env=env)
+    assert trained.returncode == 0, trained.stderr
+    outcome = json.loads(trained.stdout)
+    assert outcome["n_corrections"] == 3
+    assert isinstance(outcome["promoted"], bool)
+    assert 0.0 <= outcome["new_score"] <= 1.0 and 0.0 <= outcome["old_score"] <= 1.0
