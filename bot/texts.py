@@ -478,6 +478,10 @@ RECORD_TEXTS: dict[str, dict[str, str]] = {
         "invalid_phone": "That doesn't look like a phone number.",
         "invalid_code": "Please send the code after the command, like this: /link ABC123",
         "not_your_contact": "Please share your own phone number using the button.",
+        "too_many": (
+            "Too many codes that didn't match. Please try again in an hour — "
+            "or just write your question here."
+        ),
     },
     "zh": {
         "share_prompt": (
@@ -498,6 +502,7 @@ RECORD_TEXTS: dict[str, dict[str, str]] = {
         "invalid_phone": "这似乎不是一个手机号。",
         "invalid_code": "请在命令后加上代码，例如：/link ABC123",
         "not_your_contact": "请使用按钮分享您自己的手机号。",
+        "too_many": "错误的代码次数过多，请一小时后再试，或直接在这里留言。",
     },
 }
 STAFF_RECORD_TEXTS: dict[str, str] = {

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import delete, func, select, update
@@ -45,6 +46,12 @@ class LinkStatus(StrEnum):
     AMBIGUOUS = "ambiguous"  # several records share the phone: an agent has to decide
     TAKEN = "taken"  # the record belongs to another Telegram account
     INVALID = "invalid"  # not a phone number / code at all
+    TOO_MANY = "too_many"  # too many wrong codes lately: guessing codes is not allowed
+
+
+MAX_CODE_FAILURES = 5
+CODE_FAILURE_WINDOW = timedelta(hours=1)
+_FAILURES = "link_code_failures"
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,17 +211,32 @@ async def link_by_phone(session: AsyncSession, *, customer_id: int, phone: str) 
     return await _link(session, customer, candidates[0])
 
 
-async def link_by_code(session: AsyncSession, *, customer_id: int, code: str) -> LinkResult:
-    """``/link CODE``: link to the record whose link code is CODE (case-insensitive)."""
+async def link_by_code(
+    session: AsyncSession, *, customer_id: int, code: str, now: datetime | None = None
+) -> LinkResult:
+    """``/link CODE``: link to the record whose link code is CODE (case-insensitive).
+
+    At most ``MAX_CODE_FAILURES`` wrong codes per hour and customer, so codes cannot be guessed.
+    """
+    now = now or datetime.now(UTC)
     code = code.strip()
     customer = await session.get_one(Customer, customer_id)
     if not code or len(code) > 64:
         return LinkResult(LinkStatus.INVALID, customer.id, customer.external_id)
+    recent = [
+        stamp
+        for stamp in customer.attributes.get(_FAILURES, [])
+        if datetime.fromisoformat(stamp) > now - CODE_FAILURE_WINDOW
+    ]
+    if len(recent) >= MAX_CODE_FAILURES:
+        return LinkResult(LinkStatus.TOO_MANY, customer.id, customer.external_id)
     result = await session.execute(
         select(Customer).where(func.upper(Customer.link_code) == code.upper()).limit(2)
     )
     records = list(result.scalars())
     if len(records) != 1:
+        customer.attributes = {**customer.attributes, _FAILURES: [*recent, now.isoformat()]}
+        await session.flush()
         return LinkResult(LinkStatus.NOT_FOUND, customer.id, customer.external_id)
     return await _link(session, customer, records[0])
 

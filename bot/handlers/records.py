@@ -73,6 +73,7 @@ _LINK_REPLIES = {
     LinkStatus.ALREADY_LINKED: "already_linked",
     LinkStatus.AMBIGUOUS: "ambiguous",
     LinkStatus.TAKEN: "taken",
+    LinkStatus.TOO_MANY: "too_many",
 }
 
 
@@ -88,7 +89,9 @@ async def link(update: Update, context: KefuContext) -> None:
         )
         raise ApplicationHandlerStop
     async with context.services.session() as session:
-        result = await linking.link_by_code(session, customer_id=customer_id, code=code)
+        result = await linking.link_by_code(
+            session, customer_id=customer_id, code=code, now=context.services.now()
+        )
     key = _LINK_REPLIES.get(result.status)
     if key is None:
         key = "invalid_code" if result.status == LinkStatus.INVALID else "not_found_code"

@@ -235,3 +235,36 @@ async def test_import_links_existing_telegram_customers(
             await session.scalar(select(func.count(Customer.id)).where(Customer.id.in_(ids))) == 0
         )
         assert await session.scalar(select(func.count(Customer.id))) == 3
+
+
+async def test_link_codes_cannot_be_guessed(session_factory: SessionFactory) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from crm.linking import MAX_CODE_FAILURES, LinkStatus
+
+    start = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    async with session_scope(session_factory) as session:
+        guesser = Customer(telegram_user_id=77, first_name="G", tags=[], attributes={})
+        target = Customer(
+            external_id="R1", link_code="SECRET-1", first_name="T", tags=[], attributes={}
+        )
+        session.add_all([guesser, target])
+        await session.flush()
+        statuses = [
+            (
+                await linking.link_by_code(session, customer_id=guesser.id, code=f"X{i}", now=start)
+            ).status
+            for i in range(MAX_CODE_FAILURES)
+        ]
+        blocked = await linking.link_by_code(
+            session, customer_id=guesser.id, code="SECRET-1", now=start
+        )
+        later = await linking.link_by_code(
+            session,
+            customer_id=guesser.id,
+            code="SECRET-1",
+            now=start + timedelta(hours=1, minutes=1),
+        )
+    assert statuses == [LinkStatus.NOT_FOUND] * MAX_CODE_FAILURES
+    assert blocked.status == LinkStatus.TOO_MANY
+    assert later.status == LinkStatus.LINKED
