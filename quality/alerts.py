@@ -114,7 +114,7 @@ async def new_sla_breaches(
                 Ticket.id,
                 Ticket.number,
                 Ticket.created_at,
-                fetch.epoch(Ticket.created_at),
+                fetch.epoch(Ticket.escalated_at),
                 Ticket.staff_chat_id,
                 Ticket.staff_thread_id,
                 Ticket.staff_card_message_id,
@@ -122,9 +122,12 @@ async def new_sla_breaches(
             .where(
                 Ticket.first_response_at.is_(None),
                 Ticket.status.in_(waiting),
+                # the clock runs from when agents got the ticket (after an automatic answer
+                # that did not help, that is later than its creation)
+                Ticket.escalated_at.is_not(None),
                 Ticket.created_at >= now - timedelta(days=lookback_days),
                 # business time never exceeds wall-clock time: a cheap first filter
-                Ticket.created_at < now - timedelta(minutes=target_minutes),
+                Ticket.escalated_at < now - timedelta(minutes=target_minutes),
                 ~announced,
             )
             .order_by(Ticket.created_at, Ticket.id)

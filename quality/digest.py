@@ -529,12 +529,18 @@ def period_figures(
         np.nan,
         np.maximum(times.first_response - times.created, 0.0),
     )
-    # Business-time waits: answered tickets up to the answer, the others up to now.
-    waited_until = np.where(np.isnan(times.first_response), as_of.timestamp(), times.first_response)
+    # Business-time waits: answered tickets up to the answer; tickets resolved without a reply
+    # up to the resolution; the others up to now.
+    resolved = times.resolved if times.resolved is not None else np.full_like(times.created, np.nan)
+    stopped = np.where(
+        np.isnan(resolved), as_of.timestamp(), np.minimum(resolved, as_of.timestamp())
+    )
+    waited_until = np.where(np.isnan(times.first_response), stopped, times.first_response)
     waits = business_seconds(times.created, waited_until, hours)
     with np.errstate(invalid="ignore"):
         breach_count = int(np.count_nonzero(waits > target_minutes * 60.0))
     answered = int(np.count_nonzero(~np.isnan(times.first_response)))
+    closed_unanswered = int(np.count_nonzero(np.isnan(times.first_response) & ~np.isnan(resolved)))
 
     res = data.resolutions
     volume = Volume(
@@ -580,7 +586,7 @@ def period_figures(
         first_response=durations(first_response),
         resolution=durations(res.seconds),
         answered=answered,
-        unanswered=int(times.created.size) - answered,
+        unanswered=int(times.created.size) - answered - closed_unanswered,
         breaches=breach_count,
         agents=tuple(agents),
     )

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import ColumnElement, Float, and_, case, func, literal_column, select
+from sqlalchemy import ColumnElement, Float, and_, case, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
@@ -113,11 +113,16 @@ class MessageCounts:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class TicketTimes:
-    """Tickets created in a period: epoch seconds of creation and first response (NaN: none)."""
+    """Tickets created in a period that went to agents (self-served ones never wait for a person).
+
+    Epoch seconds: ``created`` is when agents got the ticket (its escalation, else its creation);
+    ``first_response`` the first agent reply and ``resolved`` the resolution (NaN: none yet).
+    """
 
     created: FloatArray
     first_response: FloatArray
     assignee: IntArray  # -1 when nobody is assigned
+    resolved: FloatArray | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -237,18 +242,32 @@ async def rating_counts(
 
 
 async def ticket_times(session: AsyncSession, *, start: datetime, end: datetime) -> TicketTimes:
-    """Creation and first-response instants (epoch seconds) of the tickets created in a period."""
+    """When agents got each ticket created in a period, answered it and resolved it.
+
+    The clock starts at the escalation (a ticket the bot answered first reaches agents only when
+    the customer says it did not help); self-served tickets never reached agents and are left out.
+    """
     rows = (
         await session.execute(
-            select(epoch(Ticket.created_at), epoch(Ticket.first_response_at), Ticket.assignee_id)
-            .where(_between(Ticket.created_at, start, end))
+            select(
+                epoch(Ticket.created_at),
+                epoch(Ticket.escalated_at),
+                epoch(Ticket.first_response_at),
+                Ticket.assignee_id,
+                epoch(Ticket.resolved_at),
+            )
+            .where(
+                _between(Ticket.created_at, start, end),
+                or_(Ticket.escalated_at.is_not(None), Ticket.first_response_at.is_not(None)),
+            )
             .order_by(Ticket.id)
         )
     ).all()
     return TicketTimes(
-        created=_floats([r[0] for r in rows]),
-        first_response=_floats([r[1] for r in rows]),
-        assignee=np.array([-1 if r[2] is None else int(r[2]) for r in rows], dtype=np.int64),
+        created=_floats([r[1] if r[1] is not None else r[0] for r in rows]),
+        first_response=_floats([r[2] for r in rows]),
+        assignee=np.array([-1 if r[3] is None else int(r[3]) for r in rows], dtype=np.int64),
+        resolved=_floats([r[4] for r in rows]),
     )
 
 

@@ -315,6 +315,7 @@ async def test_alerts_reach_managers_and_the_ticket_thread(
                 created_at=now - timedelta(hours=2),
                 updated_at=now - timedelta(hours=2),
                 status="open",
+                escalated_at=now - timedelta(hours=2),
                 staff_chat_id=staff["id"],
                 staff_thread_id=topic["message_thread_id"],
             )

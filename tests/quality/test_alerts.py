@@ -123,6 +123,7 @@ async def ticket(
             created_at=created,
             updated_at=created,
             status=status,
+            escalated_at=created,  # handed to the agents when it was opened
             first_response_at=first_response,
             staff_chat_id=-100 if thread else None,
             staff_thread_id=thread,
@@ -196,3 +197,22 @@ async def test_claim_is_idempotent(session_factory: SessionFactory) -> None:
     async with session_factory() as session:
         count = len((await session.execute(select(Alert.id))).all())
     assert count == 2
+
+
+async def test_sla_clock_starts_when_agents_get_the_ticket(session_factory: SessionFactory) -> None:
+    """A ticket the bot answered first reaches agents only when the customer says No."""
+    cid = await customer(session_factory)
+    opened = NOW - timedelta(hours=3)
+    tid = await ticket(session_factory, cid, opened)
+    async with session_scope(session_factory) as session:
+        row = await session.get_one(Ticket, tid)
+        row.escalated_at = NOW - timedelta(minutes=10)  # "No, I need a person" 10 minutes ago
+    async with session_scope(session_factory) as session:
+        found = await alerts.new_sla_breaches(session, now=NOW, hours=ALWAYS, target_minutes=60)
+    assert found == []
+    async with session_scope(session_factory) as session:
+        row = await session.get_one(Ticket, tid)
+        row.escalated_at = None  # still waiting for the customer's verdict: no agent clock yet
+    async with session_scope(session_factory) as session:
+        found = await alerts.new_sla_breaches(session, now=NOW, hours=ALWAYS, target_minutes=60)
+    assert found == []

@@ -611,3 +611,29 @@ def test_staffing_forecast_and_at_risk_are_rendered() -> None:
     assert "🔮 Next 7 days: <b>79</b> customers (65–94)" in text
     assert "• Ann (62%): tickets in 30 days 3 (typical 0)" in text
     assert d.to_json()["staffing"]["week_high"] == 94
+
+
+def test_a_ticket_resolved_without_a_reply_stops_waiting_at_its_resolution() -> None:
+    t = T0.timestamp()
+    data = _data(created=[t, t], first_response=[np.nan, np.nan])
+    data = PeriodData(
+        start=data.start,
+        end=data.end,
+        tickets=data.tickets,
+        messages=data.messages,
+        rating_counts=data.rating_counts,
+        agent_ratings=data.agent_ratings,
+        times=TicketTimes(
+            created=data.times.created,
+            first_response=data.times.first_response,
+            assignee=np.array([-1, -1], dtype=np.int64),
+            # the first was resolved after 30 minutes without a reply; the second still waits
+            resolved=np.array([t + 1800, np.nan]),
+        ),
+        resolutions=data.resolutions,
+    )
+    f = period_figures(
+        data, hours=ALWAYS, target_minutes=60, as_of=T0 + timedelta(hours=3), names={}
+    )
+    # hand count: waits are 30 min (no breach) and 3 h (a breach); one ticket is still unanswered
+    assert (f.answered, f.unanswered, f.breaches) == (0, 1, 1)
