@@ -29,7 +29,7 @@ BOTFATHER_HELP = """\
 Kefu needs a Telegram bot token to run.
 
   1. Open Telegram, talk to @BotFather and send /newbot; it gives you a token.
-  2. Set it in the environment or in a .env file next to main.py:
+  2. Set it in the environment or in a .env file in the directory you start Kefu from:
 
        KEFU_TELEGRAM_TOKEN=123456789:AA...
 

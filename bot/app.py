@@ -40,7 +40,11 @@ Callback = Callable[[Update, KefuContext], Coroutine[Any, Any, None]]
 
 
 class PerChatUpdateProcessor(BaseUpdateProcessor):
-    """Different chats concurrently, each chat strictly in order (a FIFO lock per chat)."""
+    """Different chats concurrently, each chat strictly in order (a FIFO lock per chat).
+
+    The chat's lock is taken *before* a concurrency slot, so a burst from one chat waits in its
+    own queue instead of filling every slot and stalling the other chats.
+    """
 
     def __init__(self, max_concurrent_updates: int = 64, max_tracked_chats: int = 10_000) -> None:
         super().__init__(max_concurrent_updates)
@@ -60,13 +64,18 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
             self._locks.move_to_end(key)
         return lock
 
-    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+    async def process_update(  # type: ignore[misc]  # PTB marks it final; the order matters here
+        self, update: object, coroutine: Awaitable[Any]
+    ) -> None:
         chat = update.effective_chat if isinstance(update, Update) else None
         if chat is None:
-            await coroutine
+            await super().process_update(update, coroutine)
             return
         async with self._lock_for(chat.id):
-            await coroutine
+            await super().process_update(update, coroutine)
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        await coroutine
 
     async def initialize(self) -> None:
         return None

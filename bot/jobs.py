@@ -260,11 +260,14 @@ async def send_scheduled(
         raise
     sent = await send_to_managers(bot, chat_ids, rendered)
     async with services.session() as session:
-        await session.execute(
-            update(DigestRun).where(DigestRun.id == run_id).values(recipients=sent)
-        )
+        if sent == 0:  # no manager got it (Telegram down?): the next start tries again
+            await session.execute(delete(DigestRun).where(DigestRun.id == run_id))
+        else:
+            await session.execute(
+                update(DigestRun).where(DigestRun.id == run_id).values(recipients=sent)
+            )
     log.info("sent the %s digest for %s to %d chats", kind.value, period_start, sent)
-    return True
+    return sent > 0
 
 
 # --------------------------------------------------------------------------------------

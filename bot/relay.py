@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ParseMode
-from telegram.error import BadRequest
+from telegram.error import BadRequest, Forbidden
 
 from bot import keyboards, texts
 from bot.parsing import CAPTIONED_KINDS
@@ -94,9 +94,16 @@ async def open_in_staff_chat(
             )
             thread_id = topic.message_thread_id
         except BadRequest as exc:
-            if "not a forum" not in str(exc).lower():
-                raise
-            services.staff.forget_forum()
+            if "not a forum" in str(exc).lower():
+                services.staff.forget_forum()
+            else:  # e.g. the bot lacks the "Manage topics" right: a card still reaches agents
+                log.warning(
+                    "could not create a topic for #%s (%s); posting a card", card.ticket.number, exc
+                )
+        except Forbidden as exc:
+            log.warning(
+                "could not create a topic for #%s (%s); posting a card", card.ticket.number, exc
+            )
     message = (
         await send_html(
             bot,

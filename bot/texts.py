@@ -170,7 +170,7 @@ _STAFF: dict[str, str] = {
     "rating": "⭐ Rating for #{number}: {stars} ({score}/5)",
     "rating_comment": "💬 Rating comment on #{number}: {comment}",
     "queue_empty": "🎉 No tickets are waiting.",
-    "queue_header": "<b>Waiting tickets</b> (oldest first)",
+    "queue_header": "<b>Waiting tickets</b> (by priority, then waiting time)",
     "queue_line": "#{number} · {name} · {status} · waiting {waited}{assignee}",
     "first_response": "⏱ First response on #{number} after {waited}.",
     "ticket_not_found": "I couldn't find that ticket.",
@@ -363,6 +363,21 @@ def agent_signature(language: str, agent_name: str) -> str:
     """Plain text (agent replies are relayed without a parse mode)."""
     table = _CUSTOMER.get(language) or _CUSTOMER["en"]
     return table["agent_reply_signature"].format(name=agent_name)
+
+
+def split_lines(html_text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
+    """Split HTML made of self-contained lines (tags never span lines) at line breaks."""
+    chunks: list[str] = []
+    current = ""
+    for line in html_text.split("\n"):
+        candidate = f"{current}\n{line}" if current else line
+        if current and telegram_length(candidate) > limit:
+            chunks.append(current)
+            candidate = line
+        current = candidate
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def telegram_length(text: str) -> int:

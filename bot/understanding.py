@@ -69,7 +69,10 @@ async def understand(services: AppServices, routed: Routed) -> Understood | None
             ticket_summary=summary.masked_summary or None,
             now=now,
         )
-    changed = (ticket.category, ticket.priority) != (routed.ticket.category, routed.ticket.priority)
+    changed = (
+        (ticket.category, ticket.priority) != (routed.ticket.category, routed.ticket.priority)
+        or bool(analysis.entities)  # a new order number, e-mail...: agents should see it
+    )
     return Understood(analysis, ticket, changed)
 
 

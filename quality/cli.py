@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import logging
 import re
 import sys
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from settings import Settings
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # NumPy, SciPy and matplotlib load only when the command runs
     from quality.digest import Rendered
@@ -103,6 +106,8 @@ async def _send(settings: Settings, rendered: Rendered, factory: Any) -> int:
     async with bot:
         sent = await send_to_managers(bot, settings.manager_chat_ids, rendered)
     period = rendered.digest.period
+    if period.partial or sent == 0:
+        return sent  # a period still running (or not delivered): the schedule sends it in full
     try:  # recorded so that the schedule does not send the same digest again
         async with session_scope(factory) as session:
             session.add(
@@ -114,7 +119,7 @@ async def _send(settings: Settings, rendered: Rendered, factory: Any) -> int:
                 )
             )
     except IntegrityError:
-        pass  # the schedule (or an earlier --send) recorded it already
+        log.info("the %s digest for %s was already recorded", period.kind.value, period.first)
     return sent
 
 

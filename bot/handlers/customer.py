@@ -81,10 +81,12 @@ async def human(update: Update, context: KefuContext) -> None:
         update, texts.customer_text(customer.language, "human_escalated", number=ticket.number)
     )
     place = relay.StaffPlace.of(ticket)
-    if place is not None:
-        await relay.post_to_place(
-            context.bot, place, texts.staff_text("escalated", number=ticket.number)
-        )
+    if place is None:  # answered automatically so far: the agents have not seen it yet
+        await escalate_to_staff(context, ticket.id, customer.id)
+        return
+    await relay.post_to_place(
+        context.bot, place, texts.staff_text("escalated", number=ticket.number)
+    )
 
 
 async def language(update: Update, context: KefuContext) -> None:

@@ -15,7 +15,6 @@ handlers of group 0 never see these commands or a shared contact.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -156,7 +155,7 @@ async def _staff_only(update: Update, context: KefuContext) -> bool:
 
 
 async def _model(context: KefuContext) -> NeedsModel | None:
-    return await asyncio.to_thread(needs.load_current, context.services.settings.models_dir)
+    return await context.services.needs_model()
 
 
 async def customer_command(update: Update, context: KefuContext) -> None:
@@ -218,5 +217,12 @@ def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         MessageHandler(private & filters.CONTACT & filters.UpdateType.MESSAGE, contact),
         group=GROUP,
     )
-    application.add_handler(CommandHandler("customer", customer_command), group=GROUP)
-    application.add_handler(CommandHandler("atrisk", atrisk), group=GROUP)
+    # Staff commands: the staff chat and manager chats (private chats are told no; other groups
+    # are ignored like every message there).
+    settings = application.bot_data.services.settings
+    staff_chats = [c for c in (settings.staff_chat_id, *settings.manager_chat_ids) if c is not None]
+    where = private | filters.Chat(chat_id=staff_chats) if staff_chats else private
+    application.add_handler(
+        CommandHandler("customer", customer_command, filters=where), group=GROUP
+    )
+    application.add_handler(CommandHandler("atrisk", atrisk, filters=where), group=GROUP)

@@ -62,7 +62,8 @@ async def _ticket_of(message: Message, context: KefuContext) -> TicketInfo | Non
                 thread_id=_thread_id(message),
                 reply_to_message_id=reply.message_id if reply is not None else None,
             )
-        if ticket is not None or not await context.services.staff.settle_postings():
+        pointed = reply is not None or _thread_id(message) is not None
+        if ticket is not None or not pointed or not await context.services.staff.settle_postings():
             return ticket
     return None
 
@@ -225,7 +226,8 @@ async def queue(update: Update, context: KefuContext) -> None:
     async with services.session() as session:
         items = await tickets.queue(session)
     assert update.effective_message is not None  # noqa: S101
-    await update.effective_message.reply_html(texts.queue(items, services.now()))
+    for chunk in texts.split_lines(texts.queue(items, services.now())):
+        await update.effective_message.reply_html(chunk)
 
 
 async def button(update: Update, context: KefuContext) -> None:
@@ -275,18 +277,23 @@ async def _resolve(context: KefuContext, ticket_id: int, agent: ActingAgent) -> 
         action = await conversation.resolve(
             session, ticket_id=ticket_id, agent_id=agent.id, now=services.now()
         )
+    announcement = texts.staff_text("resolved", agent=agent.first_name, number=action.ticket.number)
     if action.customer.chat_id is not None:
-        await relay.send_html(
-            context.bot,
-            action.customer.chat_id,
-            texts.customer_text(action.customer.language, "resolved", number=action.ticket.number),
-            reply_markup=keyboards.rating(action.ticket.id),
-        )
-    await _announce(
-        context,
-        action,
-        texts.staff_text("resolved", agent=agent.first_name, number=action.ticket.number),
-    )
+        try:
+            await relay.send_html(
+                context.bot,
+                action.customer.chat_id,
+                texts.customer_text(
+                    action.customer.language, "resolved", number=action.ticket.number
+                ),
+                reply_markup=keyboards.rating(action.ticket.id),
+            )
+        except TelegramError as exc:  # e.g. the customer blocked the bot: resolved all the same
+            log.warning(
+                "could not ask the customer of #%s for a rating: %s", action.ticket.number, exc
+            )
+            announcement += "\n" + texts.staff_text("relay_failed", reason=str(exc))
+    await _announce(context, action, announcement)
 
 
 async def _reopen(context: KefuContext, ticket_id: int, agent: ActingAgent) -> None:
