@@ -56,8 +56,9 @@ async def upsert_from_telegram(
         )
         session.add(customer)
     customer.telegram_chat_id = chat_id
-    customer.first_name = first_name
-    customer.last_name = last_name
+    if customer.external_id is None:  # an imported record keeps the business's name for them
+        customer.first_name = first_name
+        customer.last_name = last_name
     customer.telegram_username = username
     customer.last_seen_at = now
     await session.flush()

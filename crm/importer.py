@@ -732,8 +732,25 @@ async def import_transactions(
             seen[key] = item.line
             good.append((item, customer_id))
         await _write_transactions(session, good, report)
+    await _customers_exist_since_first_order(session)
     report.errors.sort(key=lambda e: e.line)
     return report
+
+
+async def _customers_exist_since_first_order(session: AsyncSession) -> None:
+    """A customer bought nothing before they existed: a record imported without a created date
+    (stamped with the import time) starts at its first transaction instead."""
+    first_order = (
+        select(func.min(Transaction.occurred_at))
+        .where(Transaction.customer_id == Customer.id)
+        .scalar_subquery()
+    )
+    await session.execute(
+        update(Customer)
+        .where(first_order < Customer.created_at)
+        .values(created_at=first_order)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def _write_transactions(

@@ -132,7 +132,9 @@ async def merge_customers(session: AsyncSession, *, source_id: int, target_id: i
     }
     first_name, last_name, phone = source.first_name, source.last_name, source.phone
     source_first_seen = source.first_seen_at
-    attributes = {**source.attributes, **target.attributes}
+    attributes = {
+        k: v for k, v in {**source.attributes, **target.attributes}.items() if k != _FAILURES
+    }
     tags = list(dict.fromkeys([*target.tags, *source.tags]))
     for model in (Ticket, Message, Rating, Transaction):
         await session.execute(

@@ -186,6 +186,10 @@ async def find_customer(session: AsyncSession, *, query: str) -> int | None:
             .limit(1)
         )
         return int(found) if found is not None else None
+    # An exact external id wins: exports often use plain numbers (write #1042 for a ticket).
+    found = await session.scalar(select(Customer.id).where(Customer.external_id == text))
+    if found is not None:
+        return int(found)
     if text.isdigit() and len(text) <= 18:
         number = int(text)
         found_id = await _by_ticket(session, number)
@@ -194,8 +198,7 @@ async def find_customer(session: AsyncSession, *, query: str) -> int | None:
         found = await session.scalar(select(Customer.id).where(Customer.telegram_user_id == number))
         if found is not None:
             return int(found)
-    found = await session.scalar(select(Customer.id).where(Customer.external_id == text))
-    return int(found) if found is not None else None
+    return None
 
 
 async def _by_ticket(session: AsyncSession, number: int) -> int | None:
