@@ -465,10 +465,15 @@ async def unseen_by_agents(session: AsyncSession, *, ticket_id: int) -> list[Mes
 
 
 async def ticket_context(session: AsyncSession, *, ticket_id: int, now: datetime) -> TicketContext:
-    """What understanding a ticket needs: its customer texts and how often the customer wrote."""
+    """What understanding a ticket needs: its customer texts, and how many other recent tickets
+    of the customer are still unsettled (still open, or reopened): contacting support again
+    about something unresolved is what makes a contact "repeated"."""
     ticket = await tickets.get(session, ticket_id=ticket_id)
     texts = await messages.customer_texts(session, ticket_id=ticket_id)
-    recent = await tickets.count_for_customer(
-        session, customer_id=ticket.customer_id, since=now - REPEATED_CONTACT_WINDOW
+    unresolved = await tickets.count_unresolved_recent(
+        session,
+        customer_id=ticket.customer_id,
+        since=now - REPEATED_CONTACT_WINDOW,
+        excluding=ticket.id,
     )
-    return TicketContext(texts=texts, repeated_contact=max(0, recent - 1))
+    return TicketContext(texts=texts, repeated_contact=unresolved)

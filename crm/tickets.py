@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -304,3 +304,16 @@ async def get_latest_for_customer(session: AsyncSession, *, customer_id: int) ->
     if ticket is None:
         raise TicketNotFound(customer_id=customer_id)
     return ticket
+
+
+async def count_unresolved_recent(
+    session: AsyncSession, *, customer_id: int, since: datetime, excluding: int
+) -> int:
+    """The customer's other tickets since ``since`` that are still open or were reopened."""
+    query = select(func.count(Ticket.id)).where(
+        Ticket.customer_id == customer_id,
+        Ticket.id != excluding,
+        Ticket.created_at >= since,
+        or_(Ticket.status.in_(ACTIVE_STATUSES), Ticket.reopened_count > 0),
+    )
+    return int((await session.execute(query)).scalar_one())

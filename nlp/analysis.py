@@ -91,14 +91,15 @@ class Analysis:
 # --- urgency ----------------------------------------------------------------------------------
 
 _LEGAL = re.compile(
-    r"\b(?:lawyers?|attorneys?|solicitors?|sue|suing|lawsuit|legal action|take (?:you|this) to "
-    r"court|court|small claims|ombudsman|consumer protection|trading standards|regulator|"
-    r"chargeback|bbb|better business bureau|fraud|scam)\b"
-    r"|律师|起诉|法院|诉讼|消协|消费者协会|12315|工商局|市场监管|报警|维权|曝光|媒体|骗子|诈骗",
+    r"\b(?:lawyers?|attorneys?|solicitors?|sue|suing|lawsuit|legal action|take (?:you|this|it) to "
+    r"court|see you in court|small claims|ombudsman|consumer protection|trading standards|"
+    r"regulator|chargeback|bbb|better business bureau|fraud|scam)\b"
+    r"|律师|起诉|法院|诉讼|消协|消费者协会|12315|工商局|市场监管|报警|维权|媒体曝光|骗子|诈骗",
     re.IGNORECASE,
 )
 _LEAVE = re.compile(
-    r"\b(?:switch(?:ing)? to (?:a |another )?(?:competitor|another|different|\w+)|"
+    r"\b(?:switch(?:ing)? to (?:a |another |your )?competitors?|"
+    r"switch(?:ing)? to (?:another|a different) (?:company|provider|bank|shop|store|airline)|"
     r"go(?:ing)? (?:to )?(?:a )?(?:competitor|elsewhere)|take my business elsewhere|"
     r"(?:never|not) (?:going to )?(?:buy|order|shop|fly|use you)\w* (?:\w+ )?(?:again|anymore)|"
     r"never again|last time i (?:buy|order|use|shop)|close my account|leaving you|"

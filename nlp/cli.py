@@ -391,6 +391,21 @@ def _pipelines(settings: "Settings") -> Any:
     )
 
 
+def _current_source(models_dir: Path, task: str) -> str | None:
+    """Where the current model's training data came from (``default``, ``corrections``, a file)."""
+    from nlp.classify import ModelFormatError, ModelStore
+
+    store = ModelStore(models_dir)
+    if store.current_version(task) is None:
+        return None
+    try:
+        _, meta = store.load(task)
+    except ModelFormatError:
+        return None
+    source = meta.get("source")
+    return str(source) if source is not None else None
+
+
 def _train_from_corrections(
     settings: "Settings",
     *,
@@ -414,6 +429,14 @@ def _train_from_corrections(
     corrections: Sequence[tuple[str, str]] = loader(settings)
     if not corrections:
         _fail("there are no corrections yet; agents' category corrections are stored as they come")
+    if data is None:
+        current_source = _current_source(models_dir, task)
+        if current_source not in (None, "default", "corrections"):
+            _fail(
+                "the current model was trained from your own data; pass it again with --data FILE "
+                "so the corrections are added to it (without --data Kefu's shipped examples are "
+                "the base, which would replace your categories)"
+            )
     base = (
         training.read_examples(data, text_column=text_column, label_column=label_column)
         if data is not None

@@ -153,3 +153,18 @@ async def test_train_from_corrections_reads_the_database(tmp_path: Path) -> None
     assert outcome["n_corrections"] == 3
     assert isinstance(outcome["promoted"], bool)
     assert 0.0 <= outcome["new_score"] <= 1.0 and 0.0 <= outcome["old_score"] <= 1.0
+
+    # A business's own model is never silently replaced by one built on Kefu's examples.
+    own = tmp_path / "own.csv"
+    rows = [f"my voucher {i} does not work,billing" for i in range(12)]
+    rows += [f"please close account number {i},account" for i in range(12)]
+    rows += [f"courier lost parcel {i},complaint" for i in range(12)]
+    own.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    custom = run_main("train", "--data", str(own), env=env)
+    assert custom.returncode == 0, custom.stderr
+    refused = run_main("train", "--from-corrections", env=env)
+    assert refused.returncode == 2
+    assert "--data" in refused.stderr and "Traceback" not in refused.stderr
+    again = run_main("train", "--from-corrections", "--data", str(own), "--json", env=env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["n_corrections"] == 3

@@ -153,4 +153,10 @@ async def test_ticket_context_counts_repeated_contact(session_factory: SessionFa
             session, ticket_id=second.ticket.id, now=T0 + timedelta(days=1)
         )
     assert context.texts == ["two", "more"]
-    assert context.repeated_contact == 1
+    assert context.repeated_contact == 0  # the earlier ticket was settled: not a repeat
+    async with session_scope(session_factory) as session:
+        await conversation.reopen(session, ticket_id=first.ticket.id, now=T0 + timedelta(days=1))
+        context = await conversation.ticket_context(
+            session, ticket_id=second.ticket.id, now=T0 + timedelta(days=1)
+        )
+    assert context.repeated_contact == 1  # reopened: the customer is back about it
