@@ -144,8 +144,8 @@ async def build(
     services: AppServices, *, kind: PeriodKind, day: date, days: int = 1, chart: bool = True
 ) -> Rendered:
     """A digest's text and chart (one read-only session)."""
+    outlook = await needs_outlook(services) if chart else None
     async with services.session() as session:
-        outlook = await needs_outlook(services, session) if chart else None
         return await produce_digest(
             session,
             kind=kind,
@@ -158,18 +158,25 @@ async def build(
         )
 
 
-async def needs_outlook(
-    services: AppServices, session: AsyncSession, *, top: int = 5
-) -> NeedsOutlook | None:
-    """At-risk customers and the staffing forecast, when a need model has been trained."""
+async def needs_outlook(services: AppServices, *, top: int = 5) -> NeedsOutlook | None:
+    """At-risk customers and the staffing forecast, when a need model has been trained.
+
+    Scoring every customer is CPU work: it runs in a worker thread (its own loop and connection).
+    """
     model = await services.needs_model()
     if model is None:
         return None
     now = services.now()
-    try:
+
+    async def score(
+        session: AsyncSession,
+    ) -> tuple[list[needs.AtRisk], needs.StaffingForecast | None]:
         scores = await needs.score(session, model=model, now=now)
         risky = await needs.at_risk(session, model=model, now=now, top=top, scores=scores)
-        forecast = await needs.forecast(session, model=model, now=now, scores=scores)
+        return risky, await needs.forecast(session, model=model, now=now, scores=scores)
+
+    try:
+        risky, forecast = await services.in_worker(score)
     except needs.NeedsError:
         log.warning("need prediction failed; the digest goes without it", exc_info=True)
         return None

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from telegram import Bot
@@ -17,7 +18,7 @@ from telegram.error import TelegramError
 from telegram.ext import CallbackContext, ExtBot
 
 from crm import needs, records
-from crm.db import SessionFactory, session_scope
+from crm.db import SessionFactory, create_engine, create_session_factory, session_scope
 from crm.needs import NeedsModel
 from crm.records import CustomerRecord
 from nlp.analysis import Analyzer
@@ -26,6 +27,7 @@ from quality.stats import BusinessHours
 from settings import Settings
 
 AGENT_STATUSES = {"creator", "administrator", "member"}
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -153,6 +155,20 @@ class AppServices:
             return await records.customer_record(
                 session, customer_id=customer_id, model=model, now=self.now()
             )
+
+    async def in_worker(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run database + CPU-heavy work (scoring every customer) in a worker thread with its
+        own event loop and connection, so the bot keeps answering meanwhile."""
+
+        async def run() -> T:
+            engine = create_engine(self.settings.resolved_database_url)
+            try:
+                async with session_scope(create_session_factory(engine)) as session:
+                    return await work(session)
+            finally:
+                await engine.dispose()
+
+        return await asyncio.to_thread(asyncio.run, run())
 
     async def aclose(self) -> None:
         await self.engine.dispose()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import KeyboardButton, ReplyKeyboardMarkup, ReplyKeyboardRemove, Update
 from telegram.ext import (
     Application,
@@ -198,8 +199,12 @@ async def atrisk(update: Update, context: KefuContext) -> None:
         raise ApplicationHandlerStop
     services = context.services
     try:
-        async with services.session() as session:
-            items = await needs.at_risk(session, model=model, now=services.now(), top=AT_RISK_TOP)
+        now = services.now()
+
+        async def top(session: AsyncSession) -> list[needs.AtRisk]:
+            return await needs.at_risk(session, model=model, now=now, top=AT_RISK_TOP)
+
+        items = await services.in_worker(top)  # scoring every customer is CPU work
     except needs.NeedsError as exc:
         await message.reply_html(staff_record_text("needs_error", reason=str(exc)))
         raise ApplicationHandlerStop from None
