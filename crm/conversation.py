@@ -275,6 +275,15 @@ async def agent_message(
     )
 
 
+async def undo_first_response(session: AsyncSession, *, ticket_id: int) -> None:
+    """The first agent reply never reached the customer: the ticket still waits for one."""
+    ticket = await tickets.get(session, ticket_id=ticket_id)
+    ticket.first_response_at = None
+    if ticket.status == TicketStatus.PENDING:
+        ticket.status = TicketStatus.OPEN
+    await session.flush()
+
+
 async def add_note(
     session: AsyncSession,
     *,

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from telegram import Message, Update
-from telegram.error import Forbidden, TelegramError
+from telegram.error import TelegramError
 
 from bot import keyboards, relay, texts
 from bot.parsing import command_argument, media_of, text_of
@@ -90,6 +90,11 @@ async def message(update: Update, context: KefuContext) -> None:
     assert msg is not None and user is not None  # noqa: S101
     ticket = await _ticket_of(msg, context)
     if ticket is None:
+        reply_to = msg.reply_to_message
+        if reply_to is not None and reply_to.from_user is not None and reply_to.from_user.is_bot:
+            # A reply to one of Kefu's notices (not a card or a customer's message): it would
+            # reach nobody, so say where to write instead of dropping it silently.
+            await msg.reply_html(texts.staff_text("not_in_ticket"))
         return  # agents talking among themselves
     agent = await _agent(update, context)
     if agent is None:
@@ -120,8 +125,11 @@ async def message(update: Update, context: KefuContext) -> None:
             message_id=msg.message_id,
             signature=signature,
         )
-    except (Forbidden, TelegramError) as exc:
+    except TelegramError as exc:
         log.warning("relay to the customer of #%s failed: %s", ticket.number, exc)
+        if reply.is_first_response:  # the customer got nothing: not a first response after all
+            async with services.session() as session:
+                await conversation.undo_first_response(session, ticket_id=ticket.id)
         await msg.reply_html(texts.staff_text("relay_failed", reason=str(exc)))
         return
     async with services.session() as session:

@@ -388,8 +388,18 @@ async def test_relay_failure_is_reported_to_agent(api: FakeBotAPI, start_kefu: A
         )
         warning = await wait_text(api, staff["id"], "Couldn't deliver")
         assert "blocked" in warning["text"]
-        # The agent's message is stored even though it could not be delivered.
+        # The agent's message is stored even though it could not be delivered, and the ticket
+        # still waits for a first response the customer actually received.
         assert await count(kefu, Message.id, Message.text == "are you there?") == 1
+        row = await ticket_row(kefu, 1001)
+        assert (row.first_response_at, row.status) == (None, TicketStatus.OPEN)
+
+        # Replying to one of Kefu's notices (not a card or a customer message) gets a hint.
+        notice = await wait_text(api, staff["id"], "Couldn't deliver")
+        api.user_sends_text(
+            agent, "hello?", chat_id=staff["id"], reply_to_message_id=notice["message_id"]
+        )
+        await wait_text(api, staff["id"], "Use this inside a ticket's topic")
 
 
 async def test_unexpected_error_gets_apology_with_reference(
