@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from bot import texts, understanding
 from bot.services import AppServices
-from crm import agents, conversation, tickets
+from crm import agents, conversation, customers, tickets
 from crm.conversation import Incoming, RouteKind
 from crm.errors import KefuError, TicketNotFound
 from crm.schemas import CustomerInfo, TicketInfo
@@ -72,9 +72,12 @@ class ConsoleSession:
         try:
             if command in ("/quit", "/exit"):
                 return False
+            await self._load_customer()
             handler = self._commands().get(command)
             if handler is not None:
                 await handler(rest.strip())
+            elif command.startswith("/"):
+                await self._help()  # like the bot: an unknown command is answered with help
             else:
                 await self.customer_says(line)
         except KefuError as exc:
@@ -93,9 +96,22 @@ class ConsoleSession:
             "/human": lambda _: self.human(),
             "/queue": lambda _: self.queue(),
             "/help": lambda _: self._help(),
+            "/start": lambda _: self._start(),
             "/yes": lambda _: self.verdict(True),
             "/no": lambda _: self.verdict(False),
         }
+
+    async def _load_customer(self) -> None:
+        """Pick up where an earlier console session left off (same database, same customer)."""
+        if self._customer is not None:
+            return
+        async with self.services.session() as session:
+            row = await customers.get_by_telegram_id(session, telegram_user_id=self.user_id)
+            if row is not None:
+                self._customer = CustomerInfo.of(row)
+
+    async def _start(self) -> None:
+        self.bot(texts.customer_text(self.language, "start", name=self.name))
 
     async def _help(self) -> None:
         self.out("console", HELP)
