@@ -254,8 +254,11 @@ def themes(
                 break
             if item.ticket_id is not None and item.ticket_id in seen_tickets:
                 continue
-            masked = mask(item.text, item.entities) if mask is not None else item.text
-            quote = _shorten(mask_personal_data(masked), quote_length)
+            # Full placeholders first (a digest needs no part of an address or number), then the
+            # entity masking of nlp/ for what the patterns do not know.
+            masked = mask_personal_data(item.text)
+            masked = mask(masked, item.entities) if mask is not None else masked
+            quote = _shorten(masked, quote_length)
             if len(quote) < 3 or quote in quotes:
                 continue
             seen_tickets.add(item.ticket_id)
@@ -968,13 +971,19 @@ def _alert_lines(d: Digest) -> list[str]:
             f"⚠️ {day.day:%a %-d %b}: mean rating {day.mean:.2f} is {direction} the usual range "
             f"({day.lower:.2f}–{day.upper:.2f}, {day.count} ratings)"
         )
-    for category, r in d.spikes.flagged:
+    flagged = list(d.spikes.flagged)
+    for category, r in flagged[:MAX_SPIKE_LINES]:
         where = f"in <b>{esc(category)}</b>" if category else "overall"
         lines.append(
             f"🚨 Complaint spike {where}: {r.k} of {r.n} messages negative "
             f"(usually {r.p0 * 100:.0f}%, p = {r.p_value:.1g})"
         )
+    if len(flagged) > MAX_SPIKE_LINES:
+        lines.append(f"🚨 … and {len(flagged) - MAX_SPIKE_LINES} more categories with a spike")
     return ["<b>Alerts</b>", *lines] if lines else []
+
+
+MAX_SPIKE_LINES = 5
 
 
 def _theme_lines(d: Digest, quotes: bool = True) -> list[str]:

@@ -146,7 +146,7 @@ async def test_daily_digest_reaches_every_manager_with_a_valid_png(
             assert "⭐ Mean 5.00 (▲ 2.00)" in text
             assert "I was charged twice <b>" in text  # user text escaped, shown literally
             assert "jane@example.com" not in text
-            assert "@example.com" in text  # masked, not dropped (nlp masking or the regex fallback)
+            assert "[email]" in text  # masked in full
             assert photo_msg["caption"] == ("Messages by category and daily mean rating · 3 Mar")
             png = await png_of(kefu, photo_msg)
             assert png[:8] == PNG
