@@ -321,6 +321,7 @@ class Volume:
     tickets_by_category: dict[str, int]
     messages_by_category: dict[str, int]
     messages_by_sentiment: dict[str, int]
+    tickets_by_sentiment: dict[str, int]
     self_served: int
     escalated: int
     reopened: int
@@ -554,6 +555,7 @@ def period_figures(
         tickets_by_category=_sorted_counts(data.tickets.by_category),
         messages_by_category=_sorted_counts(data.messages.by_category),
         messages_by_sentiment=_sorted_counts(data.messages.by_sentiment),
+        tickets_by_sentiment=_sorted_counts(data.tickets.by_sentiment),
         self_served=data.tickets.self_served,
         escalated=data.tickets.escalated,
         reopened=data.tickets.reopened,
@@ -887,11 +889,12 @@ def _volume_lines(d: Digest) -> list[str]:
     ]
     if v.messages_by_category:
         lines.append(f"🗂 {_top(v.messages_by_category)}")
-    analysed = {k: n for k, n in v.messages_by_sentiment.items() if k != UNKNOWN_SENTIMENT}
-    total = sum(analysed.values())
-    if total:
-        parts = [f"{esc(k)} {_share(n, total)}" for k, n in analysed.items()]
-        lines.append(f"🌡 Mood: {' · '.join(parts)}")
+    for label, counts in (("Mood", v.messages_by_sentiment), ("Tickets", v.tickets_by_sentiment)):
+        analysed = {k: n for k, n in counts.items() if k != UNKNOWN_SENTIMENT}
+        total = sum(analysed.values())
+        if total:
+            parts = [f"{esc(k)} {_share(n, total)}" for k, n in analysed.items()]
+            lines.append(f"🌡 {label}: {' · '.join(parts)}")
     return lines
 
 

@@ -96,6 +96,7 @@ class TicketCounts:
     self_served: int = 0
     escalated: int = 0
     reopened: int = 0
+    by_sentiment: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,29 +160,33 @@ def _between(column: Any, start: datetime, end: datetime) -> ColumnElement[bool]
 
 
 async def ticket_counts(session: AsyncSession, *, start: datetime, end: datetime) -> TicketCounts:
-    """New tickets by category; self-served, escalated and reopened among them."""
+    """New tickets by category and sentiment; self-served, escalated and reopened among them."""
     one: ColumnElement[int] = literal_column("1")
     rows = await session.execute(
         select(
             Ticket.category,
+            Ticket.sentiment,
             func.count(),
             func.sum(case((Ticket.resolution == Resolution.SELF_SERVED.value, one), else_=0)),
             func.sum(case((Ticket.escalated_at.is_not(None), one), else_=0)),
             func.sum(case((Ticket.reopened_count > 0, one), else_=0)),
         )
         .where(_between(Ticket.created_at, start, end))
-        .group_by(Ticket.category)
+        .group_by(Ticket.category, Ticket.sentiment)
     )
     by_category: dict[str, int] = {}
+    by_sentiment: dict[str, int] = {}
     total = self_served = escalated = reopened = 0
-    for category, count, served, esc, reo in rows:
+    for category, sentiment, count, served, esc, reo in rows:
         label = _label(category, UNCATEGORISED)
         by_category[label] = by_category.get(label, 0) + int(count)
+        mood = _label(sentiment, UNKNOWN_SENTIMENT)
+        by_sentiment[mood] = by_sentiment.get(mood, 0) + int(count)
         total += int(count)
         self_served += int(served or 0)
         escalated += int(esc or 0)
         reopened += int(reo or 0)
-    return TicketCounts(total, by_category, self_served, escalated, reopened)
+    return TicketCounts(total, by_category, self_served, escalated, reopened, by_sentiment)
 
 
 async def message_counts(session: AsyncSession, *, start: datetime, end: datetime) -> MessageCounts:

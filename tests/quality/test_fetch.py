@@ -270,6 +270,7 @@ async def test_period_aggregates_on_the_23_hour_day(session_factory: SessionFact
 
     assert data.tickets.total == 3
     assert data.tickets.by_category == {"billing": 2, "uncategorised": 1}
+    assert data.tickets.by_sentiment == {"unknown": 3}  # these hand-made tickets were not analysed
     assert (data.tickets.self_served, data.tickets.escalated, data.tickets.reopened) == (1, 1, 1)
     m = data.messages
     assert (m.customer, m.agent, m.bot) == (4, 1, 1)
