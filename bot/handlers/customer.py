@@ -18,7 +18,7 @@ from crm.schemas import CustomerInfo, MessageInfo
 log = logging.getLogger(__name__)
 
 
-async def _customer(update: Update, context: KefuContext) -> CustomerInfo:
+async def current_customer(update: Update, context: KefuContext) -> CustomerInfo:
     """The customer behind this update, created on first contact."""
     user, chat = update.effective_user, update.effective_chat
     assert user is not None and chat is not None  # noqa: S101 - filters guarantee a private chat
@@ -44,31 +44,31 @@ async def _reply(update: Update, html_text: str, **kwargs: object) -> None:
 
 
 async def start(update: Update, context: KefuContext) -> None:
-    customer = await _customer(update, context)
+    customer = await current_customer(update, context)
     await _reply(update, texts.customer_text(customer.language, "start", name=customer.first_name))
 
 
 async def help_command(update: Update, context: KefuContext) -> None:
-    customer = await _customer(update, context)
+    customer = await current_customer(update, context)
     await _reply(update, texts.customer_text(customer.language, "help"))
 
 
 async def status(update: Update, context: KefuContext) -> None:
-    customer = await _customer(update, context)
+    customer = await current_customer(update, context)
     async with context.services.session() as session:
         active = await tickets.list_active_for_customer(session, customer_id=customer.id)
     await _reply(update, texts.status_list(customer.language, active, context.services.settings.tz))
 
 
 async def new_ticket(update: Update, context: KefuContext) -> None:
-    customer = await _customer(update, context)
+    customer = await current_customer(update, context)
     async with context.services.session() as session:
         await conversation.request_new_ticket(session, customer_id=customer.id)
     await _reply(update, texts.customer_text(customer.language, "new_ticket"))
 
 
 async def human(update: Update, context: KefuContext) -> None:
-    customer = await _customer(update, context)
+    customer = await current_customer(update, context)
     services = context.services
     async with services.session() as session:
         ticket = await conversation.request_human(
@@ -90,7 +90,7 @@ async def human(update: Update, context: KefuContext) -> None:
 
 
 async def language(update: Update, context: KefuContext) -> None:
-    customer = await _customer(update, context)
+    customer = await current_customer(update, context)
     await _reply(
         update,
         texts.customer_text(customer.language, "language_choose"),
@@ -103,7 +103,7 @@ async def language_chosen(update: Update, context: KefuContext) -> None:
     assert query is not None  # noqa: S101
     callback = keyboards.Callback.parse(query.data)
     code = callback.args[0] if callback and callback.args else ""
-    customer = await _customer(update, context)
+    customer = await current_customer(update, context)
     async with context.services.session() as session:
         row = await customers.set_language(session, customer_id=customer.id, language=code)
         chosen = row.language
@@ -254,7 +254,7 @@ async def rate(update: Update, context: KefuContext) -> None:
     callback = keyboards.Callback.parse(query.data)
     ticket_id = callback.int_arg(0) if callback else None
     score = callback.int_arg(1) if callback else None
-    customer = await _customer(update, context)
+    customer = await current_customer(update, context)
     services = context.services
     async with services.session() as session:
         given = await conversation.rate(
@@ -297,7 +297,7 @@ async def solved(update: Update, context: KefuContext) -> None:
     callback = keyboards.Callback.parse(query.data)
     ticket_id = (callback.int_arg(0) if callback else None) or 0
     said_yes = callback is not None and callback.args[1:2] == (keyboards.YES,)
-    customer = await _customer(update, context)
+    customer = await current_customer(update, context)
     language = (
         callback.args[2] if callback and len(callback.args) > 2 else ""
     ) or customer.language

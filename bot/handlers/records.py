@@ -29,10 +29,11 @@ from telegram.ext import (
 )
 
 from bot import texts
+from bot.handlers.customer import current_customer
 from bot.parsing import command_argument
 from bot.services import KefuContext
 from bot.texts import at_risk_text, record_lines, record_text, staff_record_text
-from crm import customers, linking, needs, records
+from crm import linking, needs, records
 from crm.linking import LinkStatus
 from crm.needs import NeedsModel
 
@@ -45,22 +46,8 @@ AT_RISK_TOP = 10
 
 
 async def _customer_row(update: Update, context: KefuContext) -> tuple[int, str]:
-    user, chat = update.effective_user, update.effective_chat
-    assert user is not None and chat is not None  # noqa: S101 - private-chat filter
-    services = context.services
-    async with services.session() as session:
-        row = await customers.upsert_from_telegram(
-            session,
-            telegram_user_id=user.id,
-            chat_id=chat.id,
-            first_name=user.first_name,
-            last_name=user.last_name,
-            username=user.username,
-            language_code=user.language_code,
-            now=services.now(),
-            default_language=services.settings.default_language,
-        )
-        return row.id, row.language
+    customer = await current_customer(update, context)
+    return customer.id, customer.language
 
 
 def _share_keyboard(language: str) -> ReplyKeyboardMarkup:
