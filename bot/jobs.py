@@ -141,10 +141,16 @@ def _safe_mask(mask: Masker) -> Masker:
 
 
 async def build(
-    services: AppServices, *, kind: PeriodKind, day: date, days: int = 1, chart: bool = True
+    services: AppServices,
+    *,
+    kind: PeriodKind,
+    day: date,
+    days: int = 1,
+    chart: bool = True,
+    outlook: bool = True,
 ) -> Rendered:
-    """A digest's text and chart (one read-only session)."""
-    outlook = await needs_outlook(services) if chart else None
+    """A digest's text, chart and need outlook, as the managers get it (and the CLI prints it)."""
+    needs_part = await needs_outlook(services) if outlook else None
     async with services.session() as session:
         return await produce_digest(
             session,
@@ -154,7 +160,7 @@ async def build(
             now=services.now(),
             days=days,
             chart=chart,
-            needs=outlook,
+            needs=needs_part,
         )
 
 

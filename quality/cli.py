@@ -57,35 +57,27 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 async def _run(settings: Settings, request: DigestRequest, now: datetime) -> tuple[Rendered, int]:
-    from crm.db import create_engine, create_session_factory
-    from quality.digest import DigestConfig, produce
-    from quality.stats import BusinessHours
+    # The same digest the managers get: themes with key phrases and masked quotes, at-risk
+    # customers and the staffing forecast when a need model exists.
+    from bot import jobs
+    from bot.app import build_services
+    from quality.digest import PeriodKind
 
-    kind = request.kind
+    kind = PeriodKind(request.kind)
     day = request.day or default_day(kind, now, settings)
-    engine = create_engine(settings.resolved_database_url)
+    services = await asyncio.to_thread(build_services, settings)
+    services.clock = lambda: now
+    factory = services.session_factory
     try:
-        factory = create_session_factory(engine)
-        config = DigestConfig(
-            tz=settings.tz,
-            hours=BusinessHours.parse(settings.business_hours, settings.tz),
-            first_response_target_minutes=float(settings.first_response_target_minutes),
+        rendered = await jobs.build(
+            services, kind=kind, day=day, chart=request.chart is not None or request.send
         )
-        async with factory() as session:
-            rendered = await produce(
-                session,
-                kind=kind,
-                day=day,
-                config=config,
-                now=now,
-                chart=request.chart is not None or request.send,
-            )
         sent = 0
         if request.send:
             sent = await _send(settings, rendered, factory)
         return rendered, sent
     finally:
-        await engine.dispose()
+        await services.aclose()
 
 
 async def _send(settings: Settings, rendered: Rendered, factory: Any) -> int:

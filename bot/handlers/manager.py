@@ -56,6 +56,8 @@ async def stats(update: Update, context: KefuContext) -> None:
         raise ApplicationHandlerStop
     services = context.services
     today = services.now().astimezone(services.settings.tz).date()
-    rendered = await jobs.build(services, kind=PeriodKind.RANGE, day=today, days=days, chart=False)
+    rendered = await jobs.build(
+        services, kind=PeriodKind.RANGE, day=today, days=days, chart=False, outlook=False
+    )
     await message.reply_text(render_stats_text(rendered.digest), parse_mode=ParseMode.HTML)
     raise ApplicationHandlerStop
