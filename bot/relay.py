@@ -151,8 +151,13 @@ async def customer_to_staff(
         )
         return sent[0].message_id
     caption: str | None = None
+    overflow: list[str] = []
     if message.media_kind in CAPTIONED_KINDS:
-        caption = texts.split_escaped(header, message.text, texts.TELEGRAM_CAPTION_LIMIT)[0]
+        parts = texts.split_escaped(header, message.text, texts.TELEGRAM_CAPTION_LIMIT)
+        caption = parts[0]
+        if len(parts) > 1:  # a long caption (Telegram Premium): the full text follows the file
+            caption = header
+            overflow = texts.split_escaped(header, message.text)
     copied = await bot.copy_message(
         place.chat_id,
         from_chat_id=message.customer_chat_id or customer.chat_id or 0,
@@ -162,6 +167,14 @@ async def customer_to_staff(
         message_thread_id=place.thread_id,
         reply_parameters=place.reply_parameters(),
     )
+    if overflow:
+        await send_html(
+            bot,
+            place.chat_id,
+            overflow,
+            thread_id=place.thread_id,
+            reply_parameters=ReplyParameters(copied.message_id, allow_sending_without_reply=True),
+        )
     return copied.message_id
 
 

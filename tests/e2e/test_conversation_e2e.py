@@ -272,6 +272,13 @@ async def test_long_texts_are_split(api: FakeBotAPI, start_kefu: Any) -> None:
         ]
         assert len(relayed) == 4 and all(len(t) <= 4096 for t in relayed)
         assert " ".join(relayed).split("#1001\n", 1)[1].split() == long_text.split()
+        # A long (Premium) photo caption is not cut: the full text follows the photo.
+        caption = "caption " + "x" * 1500 + " end-of-caption"
+        api.user_sends_photo(customer, caption=caption)
+        full = await wait_text(api, staff["id"], "end-of-caption")
+        assert full["text"].endswith(caption)
+        photo = api.message(staff["id"], full["reply_to_message"]["message_id"])
+        assert "photo" in photo and photo["caption"] == "💬 Bob · #1001"
         api.user_sends_text(
             agent, long_text, chat_id=staff["id"], reply_to_message_id=card["message_id"]
         )
