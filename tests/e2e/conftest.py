@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +27,6 @@ class Kefu:
     app: KefuApplication
     services: AppServices
     settings: Settings
-
-
-Starter = Callable[..., Any]
 
 
 def make_settings(
@@ -110,6 +107,3 @@ async def wait_text(
 
 async def settle(api: FakeBotAPI) -> None:
     await api.wait_idle(quiet=0.15)
-
-
-Waiter = Callable[[], Awaitable[None]]
