@@ -596,13 +596,6 @@ def spike_test(
     return SpikeResult(k, n, p0, p_value, p_value < alpha and k >= min_count)
 
 
-def _laplace(negative: int, total: int) -> float:
-    """Laplace (add-one) estimate ``(negative + 1) / (total + 2)`` of a share."""
-    if not 0 <= negative <= total:
-        raise ValueError(f"need 0 <= negative <= total, got {negative}/{total}")
-    return (negative + 1) / (total + 2)
-
-
 def spike_tests_by_group(
     today_counts: Mapping[str, tuple[int, int]],
     baseline: Mapping[str, tuple[int, int]],
@@ -612,20 +605,20 @@ def spike_tests_by_group(
 ) -> dict[str, SpikeResult]:
     """Run :func:`spike_test` for every group of ``today_counts``.
 
-    Values are ``(negative, total)`` message counts. The baseline share of a group is
-    the Laplace estimate ``p0 = (neg + 1) / (total + 2)`` of its baseline counts: a raw
-    ``0 / total`` would give ``p0 = 0``, making a single complaint infinitely surprising.
-    A group with no baseline messages (absent or ``total == 0``) falls back to the
-    Laplace estimate of the overall baseline (all groups summed), which is 1/2 when
-    the baseline is empty altogether.
+    Values are ``(negative, total)`` message counts. ``p0`` of a group is the share of
+    negative messages in its baseline, ``neg / total``. A share of 0 makes any complaint
+    maximally surprising, which ``min_count`` (at least 5 negative messages) keeps from
+    becoming an alarm over one or two. A group without baseline messages falls back to the
+    overall baseline share; with no baseline at all there is nothing to compare with, and
+    no spike (``p0 = 1``).
     """
     overall_neg = sum(neg for neg, _ in baseline.values())
     overall_total = sum(total for _, total in baseline.values())
-    fallback = _laplace(overall_neg, overall_total)
+    fallback = overall_neg / overall_total if overall_total > 0 else 1.0
     results: dict[str, SpikeResult] = {}
     for group, (k, n) in today_counts.items():
         neg_b, total_b = baseline.get(group, (0, 0))
-        p0 = _laplace(neg_b, total_b) if total_b > 0 else fallback
+        p0 = neg_b / total_b if total_b > 0 else fallback
         results[group] = spike_test(k, n, p0, alpha=alpha, min_count=min_count)
     return results
 

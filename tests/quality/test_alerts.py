@@ -71,7 +71,7 @@ async def test_complaint_spike_announced_once_per_day_and_category(
 
     async with session_scope(session_factory) as session:
         found = await alerts.new_spikes(session, now=NOW, tz=ZUTC)
-    p0 = (28 + 1) / (280 + 2)
+    p0 = 28 / 280  # the share of negative messages over the previous 28 days
     assert [(a.category, a.result.k, a.result.n) for a in found] == [
         (None, 9, 13),
         ("billing", 8, 12),

@@ -502,38 +502,35 @@ def test_spike_test() -> None:
         spike_test(5, 4, 0.1)
 
 
-def test_spike_tests_by_group_laplace_and_fallback() -> None:
+def test_spike_tests_by_group_baseline_share_and_fallback() -> None:
     today = {"billing": (8, 20), "delivery": (1, 30), "new": (3, 3), "quiet": (0, 0)}
     baseline = {"billing": (10, 198), "delivery": (5, 100), "empty": (0, 0)}
     res = spike_tests_by_group(today, baseline)
     assert set(res) == set(today)
-    # billing: p0 = (10 + 1) / (198 + 2) = 0.055
-    assert res["billing"].p0 == pytest.approx(0.055)
-    assert res["billing"].p_value == pytest.approx(_tail_by_hand(8, 20, 0.055))
+    # billing: p0 = 10 / 198 = 0.0505
+    assert res["billing"].p0 == pytest.approx(10 / 198)
+    assert res["billing"].p_value == pytest.approx(_tail_by_hand(8, 20, 10 / 198))
     assert res["billing"].is_spike is True
-    # delivery: p0 = 6 / 102; P(X >= 1) = 1 - (96/102)^30 = 0.83777
-    assert res["delivery"].p0 == pytest.approx(6 / 102)
-    assert res["delivery"].p_value == pytest.approx(1 - (96 / 102) ** 30)
+    # delivery: p0 = 5 / 100; P(X >= 1) = 1 - 0.95^30 = 0.78536
+    assert res["delivery"].p0 == pytest.approx(0.05)
+    assert res["delivery"].p_value == pytest.approx(1 - 0.95**30)
     assert res["delivery"].is_spike is False
-    # new: no baseline -> overall (15 + 1) / (298 + 2) = 16/300; P(X >= 3 of 3) = (16/300)^3
-    assert res["new"].p0 == pytest.approx(16 / 300)
-    assert res["new"].p_value == pytest.approx((16 / 300) ** 3)
+    # new: no baseline -> the overall share 15 / 298; P(X >= 3 of 3) = (15/298)^3
+    assert res["new"].p0 == pytest.approx(15 / 298)
+    assert res["new"].p_value == pytest.approx((15 / 298) ** 3)
     assert res["new"].is_spike is False  # only 3 complaints < min_count 5
     assert (res["quiet"].p_value, res["quiet"].is_spike) == (1.0, False)
 
 
-def test_spike_tests_by_group_zero_baseline_is_not_infinitely_surprising() -> None:
-    # baseline 0 of 50 -> p0 = 1/52, so one complaint out of 10 has p = 1 - (51/52)^10
-    res = spike_tests_by_group({"a": (1, 10)}, {"a": (0, 50)}, min_count=1)
-    assert res["a"].p0 == pytest.approx(1 / 52)
-    assert res["a"].p_value == pytest.approx(1 - (51 / 52) ** 10)
-    # empty baseline everywhere -> p0 = 1/2
-    assert spike_tests_by_group({"a": (1, 2)}, {})["a"].p0 == 0.5
-
-
-# ---------------------------------------------------------------------------------------
-# counting
-# ---------------------------------------------------------------------------------------
+def test_spike_tests_by_group_zero_share_needs_five_complaints() -> None:
+    # baseline 0 of 50 -> p0 = 0: any complaint is "impossible", P(X >= k) = 0 ...
+    res = spike_tests_by_group({"a": (1, 10), "b": (5, 10)}, {"a": (0, 50), "b": (0, 50)})
+    assert (res["a"].p0, res["a"].p_value) == (0.0, 0.0)
+    assert res["a"].is_spike is False  # ... but one complaint is no alarm (k < 5)
+    assert res["b"].is_spike is True
+    # no baseline anywhere: nothing to compare with, no spike
+    empty = spike_tests_by_group({"a": (9, 10)}, {})
+    assert (empty["a"].p0, empty["a"].p_value, empty["a"].is_spike) == (1.0, 1.0, False)
 
 
 def test_counts_by() -> None:
