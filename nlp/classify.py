@@ -347,6 +347,28 @@ class _Vectorised:
     x: sparse.csr_matrix
 
 
+def _classifier(
+    task: str,
+    labels: tuple[str, ...],
+    config: TrainConfig,
+    vec: _Vectorised,
+    weights: NDArray[np.float32],
+    bias: FloatArray,
+) -> TextClassifier:
+    """A classifier from a fitted vectoriser and linear weights (calibration set afterwards)."""
+    return TextClassifier(
+        task=task,
+        labels=labels,
+        features=config.features,
+        word_vocab=vec.word_vocab,
+        word_idf=vec.word_idf,
+        char_vocab=vec.char_vocab,
+        char_idf=vec.char_idf,
+        weights=weights,
+        bias=bias,
+    )
+
+
 def _vectorise_fit(prepared: Sequence[Prepared], config: FeatureConfig) -> _Vectorised:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -583,17 +605,8 @@ def _fit_classifier(
     for c in config.c_grid if vx else config.c_grid[len(config.c_grid) // 2 :][:1]:
         done += 1
         report(f"fitting C={c:g}", done / steps)
-        w, b = _fit_linear(vec.x, ytr, len(labels), c, config)
-        clf = TextClassifier(
-            task=task,
-            labels=labels,
-            features=config.features,
-            word_vocab=vec.word_vocab,
-            word_idf=vec.word_idf,
-            char_vocab=vec.char_vocab,
-            char_idf=vec.char_idf,
-            weights=w,
-            bias=b,
+        clf = _classifier(
+            task, labels, config, vec, *_fit_linear(vec.x, ytr, len(labels), c, config)
         )
         if vx:
             pred = clf.scores(vx).argmax(axis=1)
@@ -618,20 +631,10 @@ def _fit_classifier(
         all_x = [*train_x, *vx]
         all_y = np.concatenate([ytr, yva])
         vec = _vectorise_fit(all_x, config.features)
-        w, b = _fit_linear(vec.x, all_y, len(labels), c, config)
-        clf = TextClassifier(
-            task=task,
-            labels=labels,
-            features=config.features,
-            word_vocab=vec.word_vocab,
-            word_idf=vec.word_idf,
-            char_vocab=vec.char_vocab,
-            char_idf=vec.char_idf,
-            weights=w,
-            bias=b,
-            temperature=clf.temperature,
-            threshold=clf.threshold,
-        )
+        weights, bias = _fit_linear(vec.x, all_y, len(labels), c, config)
+        tuned = clf
+        clf = _classifier(task, labels, config, vec, weights, bias)
+        clf.temperature, clf.threshold = tuned.temperature, tuned.threshold
     report("done", 1.0)
     return FitResult(classifier=clf, validation=validation, c=c, c_scores=c_scores)
 
