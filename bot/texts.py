@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from crm.schemas import CustomerInfo, QueueItem, TicketCard, TicketInfo
+from quality.digest import format_seconds
 
 if TYPE_CHECKING:
     from crm.needs import AtRisk, NeedsModel, Reason
@@ -223,18 +224,8 @@ def status_label(language: str, status: str) -> str:
 
 
 def format_duration(delta: timedelta) -> str:
-    """Short human duration: 45s, 12m, 3h 05m, 2d 4h."""
-    seconds = max(0, int(delta.total_seconds()))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h"
+    """Short human duration: 45s, 12m, 3h 05m, 2d 4h (the digest's wording, one implementation)."""
+    return format_seconds(delta.total_seconds())
 
 
 def format_local(moment: datetime, tz: ZoneInfo) -> str:
