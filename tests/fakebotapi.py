@@ -31,21 +31,31 @@ PTB strips "Bad Request: " and lower-cases the rest, so ``BadRequest.message`` r
 ``"Can't parse entities: unsupported start tag ..."``.
 
 World building (synchronous, returns Bot API dicts):
-    ``add_user``, ``add_supergroup`` (``is_forum=True`` for forums), ``add_forum_topic``,
-    ``set_member_status``, ``user_blocks_bot``.
+    ``add_user``, ``add_supergroup`` (``is_forum=True`` for forums), ``add_group`` (a basic
+    group), ``add_forum_topic``, ``set_member_status``, ``user_blocks_bot``.
+Human admins (Telegram's own behaviour, updates included):
+    ``admin_deletes_topic``, ``admin_closes_topic``, ``migrate_chat`` (basic group ->
+    supergroup, ``migrate_to_chat_id``).
 Simulated users (each queues an Update and returns the new Message dict):
     ``user_sends_text`` / ``_photo`` / ``_document`` / ``_voice`` / ``_video`` / ``_sticker`` /
-    ``_contact``, all accepting ``chat_id=``, ``message_thread_id=``, ``reply_to_message_id=``
-    (default: the user's private chat); ``user_taps_button`` queues a callback_query and
-    raises AssertionError if the message has no such button.
+    ``_contact`` / ``_dice``, ``user_pins_message``, ``user_sets_auto_delete_timer``, all
+    accepting ``chat_id=``, ``message_thread_id=``, ``reply_to_message_id=`` (default: the
+    user's private chat); ``user_taps_button`` queues a callback_query and raises
+    AssertionError if the message has no such button. ``redeliver`` delivers a confirmed
+    update again (same update_id).
 Observing:
-    ``sent`` (every message the bot created, edits applied in place), ``requests`` (method,
-    params), ``messages_in``, ``message``, ``topics``, ``callback_answers``, ``reply_markups``,
-    ``reactions``, ``deleted``, ``internal_errors`` (bugs in the fake / unsupported methods);
+    ``sent`` (every message the bot created, edits applied in place), ``sent_to``,
+    ``requests`` (method, params), ``messages_in``, ``message``, ``topics``,
+    ``callback_answers``, ``reply_markups``, ``reactions``, ``deleted``, ``deleted_topics``,
+    ``internal_errors`` (bugs in the fake / unsupported methods); timings: ``enqueued_at``
+    (per update_id), ``sent_at`` (per chat and message id), ``update_id_of``, ``copied_from``;
     ``wait_for``, ``wait_for_messages`` and ``wait_idle`` raise AssertionError listing the last
     requests when they time out.
 Fault injection:
-    ``flood_limit`` (429 with retry_after=1) and ``fail_next``.
+    ``flood_limit`` (429 with retry_after=1), ``fail_next``, ``inject_faults`` /
+    ``clear_faults`` (a share of calls fail with 429, 500 or a dropped connection, counted in
+    ``fault_counts``), ``set_latency``, ``freeze_sends`` / ``thaw_sends`` (hold every request
+    but getUpdates; on thaw, requests of clients that have gone away are ``discarded``).
 
 Telegram behaviours that are reproduced on purpose because they bite real bots:
     * editMessageText/editMessageCaption without ``reply_markup`` remove the inline keyboard;
@@ -67,6 +77,7 @@ import contextlib
 import copy
 import itertools
 import json
+import random
 import re
 import socket
 import time
@@ -124,6 +135,7 @@ MEDIA_KINDS = ("photo", "document", "voice", "video", "sticker", "audio", "anima
 # Update types Telegram does not deliver unless explicitly listed in allowed_updates.
 OPT_IN_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 MEMBER_STATUSES = frozenset({"creator", "administrator", "member", "restricted", "left", "kicked"})
+FAULT_KINDS = ("429", "500", "drop")
 
 
 # --------------------------------------------------------------------------------------------
@@ -689,8 +701,11 @@ class _Chat:
     last_message_id: int = 0
     topics: dict[int, JSON] = field(default_factory=dict)
     closed_topics: set[int] = field(default_factory=set)
+    # closed by a human admin: the bot's sends fail with TOPIC_CLOSED until it is reopened
+    locked_topics: set[int] = field(default_factory=set)
     pinned: list[int] = field(default_factory=list)
     blocked_bot: bool = False
+    migrated_to: int | None = None  # a basic group upgraded to this supergroup
 
     @property
     def id(self) -> int:
@@ -699,6 +714,10 @@ class _Chat:
     @property
     def is_private(self) -> bool:
         return bool(self.info["type"] == "private")
+
+    @property
+    def kind(self) -> str:
+        return str(self.info["type"])
 
     def next_message_id(self) -> int:
         self.last_message_id += 1
@@ -799,6 +818,18 @@ class FakeBotAPI:
         self.webhook: JSON | None = None
         self.flood_errors = 0
         self.internal_errors: list[str] = []
+        # injected faults by kind ("429", "500", "drop") and each one as (method, kind, params)
+        self.fault_counts: dict[str, int] = dict.fromkeys(FAULT_KINDS, 0)
+        self.faults: list[tuple[str, str, dict[str, Any]]] = []
+        # requests held by freeze_sends() whose client had gone away at thaw_sends(): never run
+        self.discarded: list[tuple[str, dict[str, Any]]] = []
+        # timings (time.monotonic() of this process): when each update was queued and when each
+        # bot message was created (= when the request creating it was answered)
+        self.enqueued_at: dict[int, float] = {}
+        self.sent_at: dict[tuple[int, int], float] = {}
+        # (chat_id, message_id) of a copy/forward -> (chat_id, message_id) of its source
+        self.copied_from: dict[tuple[int, int], tuple[int, int]] = {}
+        self.deleted_topics: list[tuple[int, int]] = []
         # world
         self._users: dict[int, JSON] = {bot_id: self.bot_user}
         self._chats: dict[int, _Chat] = {}
@@ -808,8 +839,12 @@ class FakeBotAPI:
         self._ids = itertools.count(1)
         self._next_user_id = 5_000_000_001
         self._next_group_id = -1_001_000_000_001
+        self._next_basic_group_id = -4_000_000_001
         # updates / long polling
         self._updates: list[JSON] = []
+        self._all_updates: dict[int, JSON] = {}  # every update ever queued, by update_id
+        self._update_of_message: dict[tuple[int, int], int] = {}
+        self._redelivered: set[int] = set()  # below the offset, but to be returned once more
         self._next_update_id = 100_000_001
         self._allowed_updates: list[str] = []
         self._wakeup = asyncio.Event()
@@ -822,6 +857,14 @@ class FakeBotAPI:
         self._flood_overall: _Bucket | None = None
         self._flood_chats: dict[str, _Bucket] = {}
         self._failures: dict[str, list[ApiError]] = {}
+        self._fault_rate = 0.0
+        self._fault_methods: frozenset[str] = frozenset()
+        self._fault_kinds: tuple[str, ...] = FAULT_KINDS
+        self._fault_rng = random.Random(0)
+        self._latency = 0.0
+        self._thawed = asyncio.Event()
+        self._thawed.set()
+        self._held = 0
         # server
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -886,6 +929,7 @@ class FakeBotAPI:
     async def stop(self) -> None:
         self._closing = True
         self._wake()
+        self._thawed.set()  # let held requests finish (or be discarded) before the shutdown
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -944,14 +988,91 @@ class FakeBotAPI:
             info["is_forum"] = True
         chat = _Chat(info=info, is_forum=is_forum, members={self.bot_user["id"]: bot_status})
         chat.last_message_id = 1 if is_forum else 0  # id 1 is the General topic in forums
+        self._add_members(chat, members, admins, owner)
+        self._chats[chat_id] = chat
+        return info
+
+    def _add_members(
+        self,
+        chat: _Chat,
+        members: Iterable[UserRef],
+        admins: Iterable[UserRef],
+        owner: UserRef | None,
+    ) -> None:
         for ref in members:
             chat.members[self._user_id(ref)] = "member"
         for ref in admins:
             chat.members[self._user_id(ref)] = "administrator"
         if owner is not None:
             chat.members[self._user_id(owner)] = "creator"
+
+    def add_group(
+        self,
+        title: str,
+        *,
+        members: Iterable[UserRef] = (),
+        admins: Iterable[UserRef] = (),
+        owner: UserRef | None = None,
+        bot_status: str = "administrator",
+        chat_id: int | None = None,
+    ) -> JSON:
+        """Create a basic group (type "group", no topics) with the bot in it; returns the Chat.
+
+        Its id is negative without the -100 prefix of supergroups; ``migrate_chat`` upgrades it.
+        """
+        if chat_id is None:
+            chat_id = self._next_basic_group_id
+            self._next_basic_group_id -= 1
+        info: JSON = {"id": chat_id, "title": title, "type": "group"}
+        chat = _Chat(info=info, members={self.bot_user["id"]: bot_status})
+        self._add_members(chat, members, admins, owner)
         self._chats[chat_id] = chat
         return info
+
+    def migrate_chat(
+        self, chat_id: int, *, by: UserRef | None = None, is_forum: bool = False
+    ) -> int:
+        """Upgrade a basic group to a new supergroup (same title and members) like Telegram.
+
+        Telegram posts ``migrate_to_chat_id`` in the old chat and ``migrate_from_chat_id`` in the
+        new one (both delivered as updates, in that order). Afterwards every method on the old
+        id fails with 400 "Bad Request: group chat was upgraded to a supergroup chat" and
+        ``parameters.migrate_to_chat_id`` (python-telegram-bot raises ``ChatMigrated``).
+        ``by`` (default: the owner, else an admin) is the sender of both service messages.
+        Returns the new -100... chat id.
+        """
+        old = self._world_chat(chat_id)
+        if old.kind != "group":
+            raise ValueError(f"chat {chat_id} is not a basic group")
+        if old.migrated_to is not None:
+            raise ValueError(f"chat {chat_id} was already upgraded to {old.migrated_to}")
+        if by is None:
+            by = next(
+                (
+                    u
+                    for s in ("creator", "administrator")
+                    for u, st in old.members.items()
+                    if st == s and u != self.bot_user["id"]
+                ),
+                None,
+            )
+            if by is None:
+                raise ValueError(f"chat {chat_id} has no owner or admin to upgrade it; pass by=")
+        sender = self._users[self._user_id(by)]
+        new_id = self._next_group_id
+        self._next_group_id -= 1
+        info: JSON = {"id": new_id, "title": old.info["title"], "type": "supergroup"}
+        if is_forum:
+            info["is_forum"] = True
+        new = _Chat(info=info, is_forum=is_forum, members=dict(old.members))
+        new.last_message_id = 1 if is_forum else 0
+        self._chats[new_id] = new
+        old.migrated_to = new_id
+        moved = self._create_message(old, sender, {"migrate_to_chat_id": new_id})
+        self._enqueue("message", moved)
+        created = self._create_message(new, sender, {"migrate_from_chat_id": chat_id})
+        self._enqueue("message", created)
+        return new_id
 
     def set_member_status(self, chat_id: int, user_id: UserRef, status: str) -> None:
         """Set a user's (or the bot's) status in a supergroup."""
@@ -972,6 +1093,50 @@ class FakeBotAPI:
             raise ValueError(f"chat {chat_id} is not a forum")
         sender = self._users[self._user_id(creator)] if creator is not None else self.bot_user
         return self._create_topic(chat, name, icon_color, None, sender)
+
+    def admin_deletes_topic(self, chat_id: int, thread_id: int) -> None:
+        """A human admin deletes a forum topic with all its messages (Telegram sends no update).
+
+        Afterwards sends and copies with that ``message_thread_id`` fail with 400 "Bad Request:
+        message thread not found"; edits of its messages with "message to edit not found".
+        ``sent``/``sent_to`` keep the bot's messages that were in it; ``messages_in`` does not.
+        """
+        chat = self._world_chat(chat_id)
+        if thread_id not in chat.topics:
+            raise ValueError(f"no topic {thread_id} in chat {chat_id}")
+        del chat.topics[thread_id]
+        chat.closed_topics.discard(thread_id)
+        chat.locked_topics.discard(thread_id)
+        gone = [
+            mid
+            for mid, msg in chat.messages.items()
+            if mid == thread_id or msg.get("message_thread_id") == thread_id
+        ]
+        for mid in gone:
+            del chat.messages[mid]
+            chat.bot_message_ids.discard(mid)
+        chat.pinned = [mid for mid in chat.pinned if mid in chat.messages]
+        self.deleted_topics.append((chat_id, thread_id))
+
+    def admin_closes_topic(self, chat_id: int, thread_id: int, *, by: UserRef) -> JSON:
+        """A human admin closes a forum topic; returns the forum_topic_closed service message.
+
+        The service message appears in the topic and is delivered as an update, as Telegram
+        does. Afterwards the bot's sends into the topic fail with 400 "Bad Request: TOPIC_CLOSED"
+        (what Telegram answers a bot without the right to manage topics; this fake applies it
+        to the bot whatever its rights) until the topic is reopened (reopenForumTopic works).
+        createForumTopic keeps working.
+        """
+        chat = self._world_chat(chat_id)
+        if thread_id not in chat.topics:
+            raise ValueError(f"no topic {thread_id} in chat {chat_id}")
+        sender = self._users[self._user_id(by)]
+        self._require_participant(chat, sender["id"])
+        chat.closed_topics.add(thread_id)
+        chat.locked_topics.add(thread_id)
+        msg = self._create_message(chat, sender, {"forum_topic_closed": {}}, thread=thread_id)
+        self._enqueue("message", msg)
+        return msg
 
     # ---------------------------------------------------------------------------- updates
 
@@ -1067,6 +1232,36 @@ class FakeBotAPI:
         contact["user_id"] = contact_user_id if contact_user_id is not None else sender["id"]
         return self._user_message(user, {"contact": contact}, where)
 
+    def user_sends_dice(
+        self, user: UserRef, *, emoji: str = "🎲", value: int = 4, **where: Unpack[Where]
+    ) -> JSON:
+        """Queue a Dice message (what Telegram sends when a user throws 🎲, 🎯, 🏀, ...)."""
+        return self._user_message(user, {"dice": {"emoji": emoji, "value": value}}, where)
+
+    def user_pins_message(self, user: UserRef, message: JSON, **where: Unpack[Where]) -> JSON:
+        """The user pins a message; Telegram posts (and delivers) a pinned_message service
+        message in that chat, in private chats too."""
+        sender = self._users[self._user_id(user)]
+        chat = self._world_chat(where.get("chat_id") or int(message["chat"]["id"]))
+        current = chat.messages.get(int(message["message_id"]))
+        if current is None:
+            raise ValueError(f"no message {message['message_id']} in chat {chat.id}")
+        chat.pinned.append(current["message_id"])
+        pinned = {k: copy.deepcopy(v) for k, v in current.items() if k != "reply_to_message"}
+        msg = self._create_message(
+            chat, sender, {"pinned_message": pinned}, thread=current.get("message_thread_id")
+        )
+        self._enqueue("message", msg)
+        return msg
+
+    def user_sets_auto_delete_timer(
+        self, user: UserRef, seconds: int, **where: Unpack[Where]
+    ) -> JSON:
+        """The user sets the chat's auto-delete timer (a message_auto_delete_timer_changed
+        service message)."""
+        content = {"message_auto_delete_timer_changed": {"message_auto_delete_time": seconds}}
+        return self._user_message(user, content, where)
+
     def user_taps_button(self, user: UserRef, message: JSON, data: str) -> str:
         """Queue a callback_query for an inline button of a bot message; returns the query id."""
         sender = self._users[self._user_id(user)]
@@ -1096,6 +1291,25 @@ class FakeBotAPI:
         """Number of queued updates not yet confirmed by a getUpdates offset."""
         return len(self._updates)
 
+    def update_id_of(self, message: JSON) -> int:
+        """The update_id of the update that delivered a simulated user's message."""
+        return self._update_of_message[(int(message["chat"]["id"]), int(message["message_id"]))]
+
+    def redeliver(self, update_id: int) -> None:
+        """Deliver an already confirmed update again: same update_id, same content (a duplicate
+        delivery, as after a lost confirmation). getUpdates returns it once more even though
+        the bot's offset is past it."""
+        update = self._all_updates.get(update_id)
+        if update is None:
+            raise ValueError(f"unknown update {update_id}")
+        if any(u["update_id"] == update_id for u in self._updates):
+            raise ValueError(f"update {update_id} is still pending")
+        self._updates.append(copy.deepcopy(update))
+        self._updates.sort(key=lambda u: int(u["update_id"]))
+        self._redelivered.add(update_id)
+        self._touch()
+        self._wake()
+
     # ---------------------------------------------------------------------------- observing
 
     def message(self, chat_id: int, message_id: int) -> JSON:
@@ -1120,6 +1334,16 @@ class FakeBotAPI:
 
     def topics(self, chat_id: int) -> list[JSON]:
         return list(self._world_chat(chat_id).topics.values())
+
+    def sent_to(self, chat_id: int, *, thread_id: int | None = None) -> list[JSON]:
+        """Every message the bot created in a chat (or topic), oldest first, including service
+        messages and messages deleted since (e.g. with their topic); edits applied."""
+        return [
+            m
+            for m in self.sent
+            if m["chat"]["id"] == chat_id
+            and (thread_id is None or m.get("message_thread_id") == thread_id)
+        ]
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Poll ``predicate`` every 10 ms; raise AssertionError with recent requests on timeout."""
@@ -1176,6 +1400,59 @@ class FakeBotAPI:
         errors = self._failures.setdefault(method.lower(), [])
         errors.extend(ApiError(error_code, description, parameters) for _ in range(times))
 
+    def set_latency(self, seconds: float) -> None:
+        """Make every method except getUpdates wait this long before it is carried out (and
+        answered); 0 turns it off."""
+        if seconds < 0:
+            raise ValueError("latency must be >= 0")
+        self._latency = seconds
+
+    def inject_faults(
+        self,
+        rate: float,
+        *,
+        methods: Iterable[str] = ("sendMessage", "copyMessage"),
+        kinds: Iterable[str] = FAULT_KINDS,
+        seed: int | None = 0,
+    ) -> None:
+        """Make a fraction ``rate`` of the calls of ``methods`` fail *before* they are carried
+        out, each with one of ``kinds`` drawn at random (reproducibly with ``seed``):
+
+        * ``"429"``: ``Too Many Requests: retry after 1`` with ``parameters.retry_after`` 1;
+        * ``"500"``: ``Internal Server Error``;
+        * ``"drop"``: the connection is closed without any HTTP response (a network error).
+
+        Counted in ``fault_counts`` and listed in ``faults``; ``clear_faults`` stops them.
+        """
+        chosen = tuple(kinds)
+        if not chosen or not set(chosen) <= set(FAULT_KINDS):
+            raise ValueError(f"fault kinds must be among {FAULT_KINDS}")
+        if not 0 <= rate <= 1:
+            raise ValueError("rate must be between 0 and 1")
+        self._fault_rate = rate
+        self._fault_methods = frozenset(m.lower() for m in methods)
+        self._fault_kinds = chosen
+        self._fault_rng = random.Random(seed)
+
+    def clear_faults(self) -> None:
+        self._fault_rate = 0.0
+
+    def freeze_sends(self) -> None:
+        """Hold every request except getUpdates before it is carried out, until
+        ``thaw_sends``. getUpdates keeps working, so the bot keeps receiving updates."""
+        self._thawed.clear()
+
+    def thaw_sends(self) -> None:
+        """Release the held requests. A held request whose client has gone away (its
+        connection closed, e.g. the bot was killed) is discarded without being carried out
+        (listed in ``discarded``); the others run now."""
+        self._thawed.set()
+
+    @property
+    def held_requests(self) -> int:
+        """Requests currently held by ``freeze_sends``."""
+        return self._held
+
     def _describe(self) -> str:
         lines = [f"  {method} {_short(params)}" for method, params in self.requests[-8:]]
         text = "last requests:\n" + ("\n".join(lines) or "  (none)")
@@ -1185,7 +1462,7 @@ class FakeBotAPI:
 
     # ---------------------------------------------------------------------------- HTTP layer
 
-    async def _handle_method(self, request: web.Request) -> web.Response:
+    async def _handle_method(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["token"] != self.token:
             return _error_response(ApiError(401, "Unauthorized"))
         entry = self._handlers.get(request.match_info["method"].lower())
@@ -1200,7 +1477,13 @@ class FakeBotAPI:
             self._touch()
         try:
             params = await self._read_params(request)
+            if not polling and not await self._delay(request, name, params):
+                return web.Response(status=499)  # nobody is there to read it
             self.requests.append((name, params.values))
+            if self._draw_fault(name, params) == "drop":
+                if request.transport is not None:
+                    request.transport.close()  # no HTTP response at all
+                return web.Response(status=499)
             failures = self._failures.get(name.lower())
             if failures:
                 raise failures.pop(0)
@@ -1216,6 +1499,37 @@ class FakeBotAPI:
                 self._inflight -= 1
                 self._touch()
         return web.json_response({"ok": True, "result": result})
+
+    async def _delay(self, request: web.Request, name: str, params: _Params) -> bool:
+        """Latency, then the freeze; False when a held request's client has gone away."""
+        if self._latency > 0:
+            await asyncio.sleep(self._latency)
+        if self._thawed.is_set():
+            return True
+        self._held += 1
+        try:
+            await self._thawed.wait()
+        finally:
+            self._held -= 1
+        if _client_gone(request):
+            self.discarded.append((name, params.values))
+            return False
+        return True
+
+    def _draw_fault(self, name: str, params: _Params) -> str | None:
+        """Raise (or return "drop" for) an injected fault for this call, if one is drawn."""
+        if self._fault_rate <= 0 or name.lower() not in self._fault_methods:
+            return None
+        if self._fault_rng.random() >= self._fault_rate:
+            return None
+        kind = self._fault_rng.choice(self._fault_kinds)
+        self.fault_counts[kind] += 1
+        self.faults.append((name, kind, params.values))
+        if kind == "429":
+            raise ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1})
+        if kind == "500":
+            raise ApiError(500, "Internal Server Error")
+        return kind
 
     async def _handle_file(self, request: web.Request) -> web.Response:
         stored = self._files_by_path.get(request.match_info["path"])
@@ -1288,9 +1602,16 @@ class FakeBotAPI:
         self._wakeup = asyncio.Event()
 
     def _enqueue(self, kind: str, payload: JSON) -> None:
-        update = {"update_id": self._next_update_id, kind: copy.deepcopy(payload)}
+        update_id = self._next_update_id
+        update = {"update_id": update_id, kind: copy.deepcopy(payload)}
         self._next_update_id += 1
         self._updates.append(update)
+        self._all_updates[update_id] = update
+        self.enqueued_at[update_id] = time.monotonic()
+        if kind == "message":
+            self._update_of_message[(int(payload["chat"]["id"]), int(payload["message_id"]))] = (
+                update_id
+            )
         self._touch()
         self._wake()
 
@@ -1318,6 +1639,8 @@ class FakeBotAPI:
     def _user_message(self, user: UserRef, content: JSON, where: Where) -> JSON:
         sender = self._users[self._user_id(user)]
         chat = self._world_chat(where.get("chat_id") or sender["id"])
+        if chat.migrated_to is not None:
+            raise ValueError(f"chat {chat.id} was upgraded to the supergroup {chat.migrated_to}")
         self._require_participant(chat, sender["id"])
         reply_to = None
         if (reply_id := where.get("reply_to_message_id")) is not None:
@@ -1361,6 +1684,7 @@ class FakeBotAPI:
         if sender["id"] == self.bot_user["id"]:
             chat.bot_message_ids.add(mid)
             self.sent.append(msg)
+            self.sent_at[(chat.id, mid)] = time.monotonic()
         return msg
 
     def _chat(self, params: _Params, name: str = "chat_id") -> _Chat:
@@ -1379,6 +1703,12 @@ class FakeBotAPI:
         chat = self._chats.get(chat_id)
         if chat is None:
             raise _bad("chat not found")
+        if chat.migrated_to is not None:
+            raise ApiError(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                {"migrate_to_chat_id": chat.migrated_to},
+            )
         return chat
 
     def _writable_chat(self, params: _Params) -> _Chat:
@@ -1387,9 +1717,9 @@ class FakeBotAPI:
             raise ApiError(403, "Forbidden: bot was blocked by the user")
         status = chat.members.get(self.bot_user["id"], "member")
         if status == "kicked":
-            raise ApiError(403, "Forbidden: bot was kicked from the supergroup chat")
+            raise ApiError(403, f"Forbidden: bot was kicked from the {chat.kind} chat")
         if status == "left":
-            raise ApiError(403, "Forbidden: bot is not a member of the supergroup chat")
+            raise ApiError(403, f"Forbidden: bot is not a member of the {chat.kind} chat")
         return chat
 
     def _bot_is_admin(self, chat: _Chat) -> bool:
@@ -1451,7 +1781,9 @@ class FakeBotAPI:
         if thread is not None:
             if thread not in chat.topics:
                 raise _bad("message thread not found")
-            if thread in chat.closed_topics and not self._bot_is_admin(chat):
+            if thread in chat.closed_topics and (
+                thread in chat.locked_topics or not self._bot_is_admin(chat)
+            ):
                 raise _bad("TOPIC_CLOSED")
         reply = params.obj("reply_parameters")
         if reply is None and params.has("reply_to_message_id"):
@@ -1703,7 +2035,11 @@ class FakeBotAPI:
             self._updates = self._updates[offset:]
         elif offset > 0:
             before = len(self._updates)
-            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            self._updates = [
+                u
+                for u in self._updates
+                if u["update_id"] >= offset or u["update_id"] in self._redelivered
+            ]
             if len(self._updates) != before:
                 self._touch()
         loop = asyncio.get_running_loop()
@@ -1711,7 +2047,9 @@ class FakeBotAPI:
         while True:
             self._updates = [u for u in self._updates if self._is_allowed(u)]
             if self._updates:
-                return copy.deepcopy(self._updates[:limit])
+                batch = self._updates[:limit]
+                self._redelivered -= {int(u["update_id"]) for u in batch}
+                return copy.deepcopy(batch)
             remaining = deadline - loop.time()
             if remaining <= 0 or self._closing:
                 return []
@@ -1831,6 +2169,10 @@ class FakeBotAPI:
             content.pop("caption_entities", None)
             content |= self._caption_content(params)
         msg = self._bot_send(chat, params, content)
+        self.copied_from[(chat.id, msg["message_id"])] = (
+            source["chat"]["id"],
+            source["message_id"],
+        )
         return {"message_id": msg["message_id"]}
 
     async def _forward_message(self, params: _Params) -> JSON:
@@ -1839,6 +2181,10 @@ class FakeBotAPI:
         content = {k: copy.deepcopy(source[k]) for k in CONTENT_KEYS if k in source}
         origin = {"type": "user", "sender_user": source["from"], "date": source["date"]}
         msg = self._bot_send(chat, params, {"forward_origin": origin} | content)
+        self.copied_from[(chat.id, msg["message_id"])] = (
+            source["chat"]["id"],
+            source["message_id"],
+        )
         return msg
 
     async def _send_chat_action(self, params: _Params) -> bool:
@@ -1952,6 +2298,7 @@ class FakeBotAPI:
         if thread not in chat.closed_topics:
             raise _bad("TOPIC_NOT_MODIFIED")
         chat.closed_topics.discard(thread)
+        chat.locked_topics.discard(thread)
         self._create_message(chat, self.bot_user, {"forum_topic_reopened": {}}, thread=thread)
         return True
 
@@ -2003,6 +2350,23 @@ class FakeBotAPI:
         if mid not in chat.pinned:
             raise _bad("message to unpin not found")
         chat.pinned = [m for m in chat.pinned if m != mid]
+        return True
+
+
+def _client_gone(request: web.Request) -> bool:
+    """True when the client of a pending request has closed its connection (or died)."""
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        return True
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:  # the event loop may not have noticed the close yet: look at the socket itself
+        with sock.dup() as probe:
+            return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
         return True
 
 

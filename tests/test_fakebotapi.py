@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +17,15 @@ from telegram import (
     ReplyParameters,
     Update,
 )
-from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, RetryAfter
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Conflict,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+)
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -534,3 +544,311 @@ async def test_wait_idle_waits_for_pending_updates(api: FakeBotAPI, bot: Bot) ->
     updates: tuple[Any, ...] = await bot.get_updates(timeout=0)
     await bot.get_updates(offset=updates[-1].update_id + 1, timeout=0)
     await api.wait_idle(quiet=0.05)
+
+
+# ------------------------------------------------------------------------------ durability aids
+
+
+async def _raw(api: FakeBotAPI, method: str, payload: dict[str, Any]) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{api.url}/bot{TOKEN}/{method}", json=payload) as resp,
+    ):
+        return resp.status, await resp.json()
+
+
+async def test_latency_delays_every_method_but_get_updates(api: FakeBotAPI, bot: Bot) -> None:
+    user = api.add_user("Slow")
+    api.set_latency(1.0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sending = asyncio.create_task(bot.send_message(user["id"], "late"))
+    assert await bot.get_updates(timeout=0) == ()  # not delayed
+    assert not sending.done()
+    assert api.sent == []  # not carried out before the latency has passed
+    sent = await sending
+    assert loop.time() - started >= 1.0
+    assert sent.text == "late"
+    api.set_latency(0)
+    with pytest.raises(ValueError, match=">= 0"):
+        api.set_latency(-1)
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_injected_faults_fail_before_execution(api: FakeBotAPI, bot: Bot) -> None:
+    user = api.add_user("Faulty")
+    api.inject_faults(1.0, kinds=("429",))
+    status, body = await _raw(api, "sendMessage", {"chat_id": user["id"], "text": "a"})
+    assert (status, body) == (
+        429,
+        {
+            "ok": False,
+            "error_code": 429,
+            "description": "Too Many Requests: retry after 1",
+            "parameters": {"retry_after": 1},
+        },
+    )
+    with pytest.raises(RetryAfter):
+        await bot.send_message(user["id"], "b")
+
+    api.inject_faults(1.0, kinds=("500",))
+    status, body = await _raw(api, "sendMessage", {"chat_id": user["id"], "text": "c"})
+    assert (status, body) == (
+        500,
+        {"ok": False, "error_code": 500, "description": "Internal Server Error"},
+    )
+    with pytest.raises(NetworkError, match="Internal Server Error"):
+        await bot.send_message(user["id"], "d")
+
+    api.inject_faults(1.0, kinds=("drop",), methods=("copyMessage",))
+    source = await bot.send_message(user["id"], "source")  # sendMessage is not faulted now
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await _raw(
+            api,
+            "copyMessage",
+            {"chat_id": user["id"], "from_chat_id": user["id"]} | {"message_id": source.message_id},
+        )
+    with pytest.raises(NetworkError):
+        await bot.copy_message(user["id"], user["id"], source.message_id)
+    assert await bot.get_me()  # other methods keep working
+
+    assert api.fault_counts == {"429": 2, "500": 2, "drop": 2}
+    assert [(method, kind) for method, kind, _ in api.faults] == [
+        ("sendMessage", "429"),
+        ("sendMessage", "429"),
+        ("sendMessage", "500"),
+        ("sendMessage", "500"),
+        ("copyMessage", "drop"),
+        ("copyMessage", "drop"),
+    ]
+    assert [m.get("text") for m in api.sent] == ["source"]  # nothing faulted was carried out
+
+    api.clear_faults()
+    assert (await bot.copy_message(user["id"], user["id"], source.message_id)).message_id > 0
+    with pytest.raises(ValueError, match="fault kinds"):
+        api.inject_faults(0.5, kinds=("404",))
+
+
+async def test_injected_fault_rate_is_reproducible(api: FakeBotAPI) -> None:
+    user = api.add_user("Dice")
+
+    async def outcomes(seed: int) -> list[int]:
+        api.inject_faults(0.3, kinds=("429", "500"), seed=seed)
+        statuses = []
+        for i in range(40):
+            status, _ = await _raw(api, "sendMessage", {"chat_id": user["id"], "text": str(i)})
+            statuses.append(status)
+        return statuses
+
+    first = await outcomes(7)
+    assert await outcomes(7) == first
+    failed = sum(1 for status in first if status != 200)
+    assert 3 <= failed <= 25
+    assert sum(api.fault_counts.values()) == 2 * failed
+    assert len(api.sent) == 2 * (40 - failed)
+
+
+async def test_freeze_holds_sends_and_thaw_discards_gone_clients(api: FakeBotAPI, bot: Bot) -> None:
+    user = api.add_user("Frozen")
+    api.freeze_sends()
+    sending = asyncio.create_task(bot.send_message(user["id"], "held"))
+    await api.wait_for(lambda: api.held_requests == 1)
+    api.user_sends_text(user, "still polled")
+    [update] = await bot.get_updates(timeout=0)  # getUpdates keeps working while frozen
+    assert update.message is not None and update.message.text == "still polled"
+    assert api.sent == [] and not sending.done()
+    api.thaw_sends()
+    assert (await sending).text == "held"
+
+    # a client that goes away while its request is held: never carried out
+    api.freeze_sends()
+    payload = json.dumps({"chat_id": user["id"], "text": "from a dead process"})
+    script = (
+        "import urllib.request\n"
+        f"req = urllib.request.Request({api.url + '/bot' + TOKEN + '/sendMessage'!r}, "
+        f"data={payload.encode()!r}, headers={{'Content-Type': 'application/json'}})\n"
+        "urllib.request.urlopen(req, timeout=30)\n"
+    )
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", script)
+    try:
+        await api.wait_for(lambda: api.held_requests == 1)
+    finally:
+        process.kill()
+        await process.wait()
+    # and one whose client is still there
+    alive = asyncio.create_task(bot.send_message(user["id"], "alive"))
+    await api.wait_for(lambda: api.held_requests == 2)
+    api.thaw_sends()
+    assert (await alive).text == "alive"
+    await api.wait_for(lambda: api.held_requests == 0)
+    assert [m["text"] for m in api.sent] == ["held", "alive"]
+    assert [(method, params["text"]) for method, params in api.discarded] == [
+        ("sendMessage", "from a dead process")
+    ]
+
+
+async def test_topic_deleted_by_an_admin(api: FakeBotAPI, bot: Bot) -> None:
+    admin = api.add_user("Admin")
+    customer = api.add_user("Cu")
+    forum = api.add_supergroup("Desk", is_forum=True, admins=[admin])
+    topic = await bot.create_forum_topic(forum["id"], "#1 · Cu")
+    thread = topic.message_thread_id
+    card = await bot.send_message(forum["id"], "card", message_thread_id=thread)
+    source = api.user_sends_text(customer, "hello")
+    api.admin_deletes_topic(forum["id"], thread)
+
+    assert api.topics(forum["id"]) == []
+    assert api.deleted_topics == [(forum["id"], thread)]
+    assert api.messages_in(forum["id"]) == []
+    assert [m.get("text") for m in api.sent_to(forum["id"], thread_id=thread)] == [None, "card"]
+    status, body = await _raw(
+        api, "sendMessage", {"chat_id": forum["id"], "text": "x", "message_thread_id": thread}
+    )
+    assert (status, body) == (
+        400,
+        {"ok": False, "error_code": 400, "description": "Bad Request: message thread not found"},
+    )
+    with pytest.raises(BadRequest, match="Message thread not found"):
+        await bot.copy_message(
+            forum["id"], customer["id"], source["message_id"], message_thread_id=thread
+        )
+    with pytest.raises(BadRequest, match="Message to edit not found"):
+        await bot.edit_message_text("new", chat_id=forum["id"], message_id=card.message_id)
+    fresh = await bot.create_forum_topic(forum["id"], "#1 · Cu")
+    assert fresh.message_thread_id != thread
+    moved = await bot.send_message(forum["id"], "again", message_thread_id=fresh.message_thread_id)
+    assert moved.message_thread_id == fresh.message_thread_id
+    with pytest.raises(ValueError, match="no topic"):
+        api.admin_deletes_topic(forum["id"], thread)
+
+
+async def test_topic_closed_by_an_admin(api: FakeBotAPI, bot: Bot) -> None:
+    admin = api.add_user("Admin")
+    forum = api.add_supergroup("Desk", is_forum=True, admins=[admin])
+    topic = await bot.create_forum_topic(forum["id"], "#2 · Bo")
+    thread = topic.message_thread_id
+    await bot.send_message(forum["id"], "card", message_thread_id=thread)
+    closed = api.admin_closes_topic(forum["id"], thread, by=admin)
+
+    [update] = await bot.get_updates(timeout=0)
+    assert update.message is not None
+    assert update.message.forum_topic_closed is not None
+    assert update.message.message_thread_id == thread
+    assert update.message.from_user is not None and update.message.from_user.id == admin["id"]
+    assert api.message(forum["id"], closed["message_id"])["forum_topic_closed"] == {}
+    status, body = await _raw(
+        api, "sendMessage", {"chat_id": forum["id"], "text": "x", "message_thread_id": thread}
+    )
+    assert (status, body["description"]) == (400, "Bad Request: TOPIC_CLOSED")
+    with pytest.raises(BadRequest, match=r"(?i)topic_closed"):
+        await bot.send_message(forum["id"], "x", message_thread_id=thread)
+    other = await bot.create_forum_topic(forum["id"], "#2 · Bo (2)")  # still works
+    await bot.send_message(forum["id"], "elsewhere", message_thread_id=other.message_thread_id)
+    assert await bot.reopen_forum_topic(forum["id"], thread)
+    assert (await bot.send_message(forum["id"], "y", message_thread_id=thread)).text == "y"
+
+
+async def test_basic_group_migrates_to_a_supergroup(api: FakeBotAPI, bot: Bot) -> None:
+    owner = api.add_user("Owner")
+    agent = api.add_user("Agent")
+    group = api.add_group("Support", members=[agent], owner=owner)
+    old_id = group["id"]
+    assert old_id < 0 and not str(old_id).startswith("-100")
+    chat = await bot.get_chat(old_id)
+    assert chat.type == "group"
+    await bot.send_message(old_id, "before")
+    with pytest.raises(BadRequest, match="The chat is not a forum"):
+        await bot.create_forum_topic(old_id, "nope")
+
+    new_id = api.migrate_chat(old_id)
+    assert str(new_id).startswith("-100")
+    updates = await bot.get_updates(timeout=0)
+    messages = [u.message for u in updates if u.message is not None]
+    assert [(m.chat.id, m.migrate_to_chat_id, m.migrate_from_chat_id) for m in messages] == [
+        (old_id, new_id, None),
+        (new_id, None, old_id),
+    ]
+    assert all(m.from_user is not None and m.from_user.id == owner["id"] for m in messages)
+
+    status, body = await _raw(api, "sendMessage", {"chat_id": old_id, "text": "after"})
+    assert (status, body) == (
+        400,
+        {
+            "ok": False,
+            "error_code": 400,
+            "description": "Bad Request: group chat was upgraded to a supergroup chat",
+            "parameters": {"migrate_to_chat_id": new_id},
+        },
+    )
+    with pytest.raises(ChatMigrated) as migrated:
+        await bot.send_message(old_id, "after")
+    assert migrated.value.new_chat_id == new_id
+    with pytest.raises(ChatMigrated):
+        await bot.get_chat(old_id)
+    assert (await bot.get_chat(new_id)).type == "supergroup"
+    assert (await bot.send_message(new_id, "after")).chat.id == new_id
+    assert (await bot.get_chat_member(new_id, agent["id"])).status == "member"
+    assert (await bot.get_chat_member(new_id, owner["id"])).status == "creator"
+    assert [m["text"] for m in api.messages_in(old_id)] == ["before"]
+    api.user_sends_text(agent, "hi there", chat_id=new_id)
+    with pytest.raises(ValueError, match="upgraded"):
+        api.user_sends_text(agent, "lost", chat_id=old_id)
+    with pytest.raises(ValueError, match="not a basic group"):
+        api.migrate_chat(new_id)
+
+
+async def test_redeliver_repeats_a_confirmed_update(api: FakeBotAPI, bot: Bot) -> None:
+    user = api.add_user("Twice")
+    first = api.user_sends_text(user, "once")
+    second = api.user_sends_text(user, "twice?")
+    updates = await bot.get_updates(timeout=0)
+    assert [u.update_id for u in updates] == [api.update_id_of(first), api.update_id_of(second)]
+    offset = updates[-1].update_id + 1
+    assert await bot.get_updates(offset=offset, timeout=0) == ()
+    with pytest.raises(ValueError, match="unknown update"):
+        api.redeliver(1)
+
+    api.redeliver(api.update_id_of(first))
+    [again] = await bot.get_updates(offset=offset, timeout=0)
+    assert again.to_dict() == updates[0].to_dict()
+    assert await bot.get_updates(offset=offset, timeout=0) == ()  # delivered once more only
+    assert api.pending_updates == 0
+
+    third = api.user_sends_text(user, "pending")
+    with pytest.raises(ValueError, match="still pending"):
+        api.redeliver(api.update_id_of(third))
+
+
+async def test_timings_and_copy_sources(api: FakeBotAPI, bot: Bot) -> None:
+    user = api.add_user("Clock")
+    group = api.add_supergroup("Desk")
+    written = api.user_sends_text(user, "when?")
+    update_id = api.update_id_of(written)
+    copied = await bot.copy_message(group["id"], user["id"], written["message_id"])
+    reply = await bot.send_message(user["id"], "now")
+    assert api.copied_from == {
+        (group["id"], copied.message_id): (user["id"], written["message_id"])
+    }
+    queued = api.enqueued_at[update_id]
+    assert queued <= api.sent_at[(group["id"], copied.message_id)]
+    assert (
+        api.sent_at[(group["id"], copied.message_id)] <= api.sent_at[(user["id"], reply.message_id)]
+    )
+    assert [m["message_id"] for m in api.sent_to(user["id"])] == [reply.message_id]
+
+
+async def test_service_messages_of_private_chats(api: FakeBotAPI, bot: Bot) -> None:
+    user = api.add_user("Service")
+    bot_message = await bot.send_message(user["id"], "pin me")
+    api.user_pins_message(user, api.message(user["id"], bot_message.message_id))
+    api.user_sets_auto_delete_timer(user, 86400)
+    api.user_sends_dice(user, emoji="🎯", value=6)
+    updates = await bot.get_updates(timeout=0)
+    pinned, timer, dice = (u.message for u in updates)
+    assert pinned is not None and pinned.pinned_message is not None
+    assert pinned.pinned_message.message_id == bot_message.message_id
+    assert timer is not None and timer.message_auto_delete_timer_changed is not None
+    assert timer.message_auto_delete_timer_changed.message_auto_delete_time == 86400
+    assert dice is not None and dice.dice is not None
+    assert (dice.dice.emoji, dice.dice.value) == ("🎯", 6)
+    assert (await bot.get_chat(user["id"])).pinned_message is not None
