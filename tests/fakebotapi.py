@@ -861,6 +861,7 @@ class FakeBotAPI:
         self._fault_methods: frozenset[str] = frozenset()
         self._fault_kinds: tuple[str, ...] = FAULT_KINDS
         self._fault_rng = random.Random(0)
+        self._fault_turn = 0
         self._latency = 0.0
         self._thawed = asyncio.Event()
         self._thawed.set()
@@ -1416,7 +1417,8 @@ class FakeBotAPI:
         seed: int | None = 0,
     ) -> None:
         """Make a fraction ``rate`` of the calls of ``methods`` fail *before* they are carried
-        out, each with one of ``kinds`` drawn at random (reproducibly with ``seed``):
+        out: which calls fail is drawn at random (reproducibly with ``seed``), the ``kinds`` are
+        taken in turn (so three faults already show each kind once):
 
         * ``"429"``: ``Too Many Requests: retry after 1`` with ``parameters.retry_after`` 1;
         * ``"500"``: ``Internal Server Error``;
@@ -1433,6 +1435,7 @@ class FakeBotAPI:
         self._fault_methods = frozenset(m.lower() for m in methods)
         self._fault_kinds = chosen
         self._fault_rng = random.Random(seed)
+        self._fault_turn = 0
 
     def clear_faults(self) -> None:
         self._fault_rate = 0.0
@@ -1522,7 +1525,8 @@ class FakeBotAPI:
             return None
         if self._fault_rng.random() >= self._fault_rate:
             return None
-        kind = self._fault_rng.choice(self._fault_kinds)
+        kind = self._fault_kinds[self._fault_turn % len(self._fault_kinds)]
+        self._fault_turn += 1
         self.fault_counts[kind] += 1
         self.faults.append((name, kind, params.values))
         if kind == "429":

@@ -646,6 +646,12 @@ async def test_injected_fault_rate_is_reproducible(api: FakeBotAPI) -> None:
     assert 3 <= failed <= 25
     assert sum(api.fault_counts.values()) == 2 * failed
     assert len(api.sent) == 2 * (40 - failed)
+    # the kinds are taken in turn
+    kinds = [kind for _, kind, _ in api.faults[:failed]]
+    assert kinds == [("429", "500")[i % 2] for i in range(failed)]
+    assert [status for status in first if status != 200] == [
+        (429, 500)[i % 2] for i in range(failed)
+    ]
 
 
 async def test_freeze_holds_sends_and_thaw_discards_gone_clients(api: FakeBotAPI, bot: Bot) -> None:
