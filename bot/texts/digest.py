@@ -1,0 +1,1 @@
+"""Sentences managers read in digests and alerts (English)."""
