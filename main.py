@@ -125,12 +125,12 @@ def _corrections(settings: Settings) -> list[tuple[str, str]]:
 
 
 def _register_domain_commands() -> None:
+    from bot import digest_cli
     from crm import cli as crm_cli
     from nlp import cli as nlp_cli
-    from quality import cli as quality_cli
 
     nlp_cli.register(app, settings_or_exit, _corrections)
-    quality_cli.register(app, settings_or_exit)
+    digest_cli.register(app, settings_or_exit)
     crm_cli.register(app, settings_or_exit)
 
 

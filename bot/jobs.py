@@ -13,37 +13,23 @@ it is sent, so it goes out at most once even when the schedule and a restart rac
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import Bot, InputFile, LinkPreviewOptions, ReplyParameters
+from telegram import Bot, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import Application, CommandHandler
 
-from bot import texts
+from bot.digests import build, send_to_managers
 from bot.services import AppServices, KefuContext
-from crm import needs
 from crm.models import DigestRun
 from quality import alerts
-from quality.digest import (
-    AtRiskCustomer,
-    DigestConfig,
-    Masker,
-    NeedsOutlook,
-    PeriodKind,
-    Rendered,
-    StaffingOutlook,
-    Summariser,
-)
-from quality.digest import produce as produce_digest
+from quality.digest import PeriodKind
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -100,143 +86,8 @@ def due_period(kind: PeriodKind, fired_at: datetime, settings: Settings) -> date
 
 
 # --------------------------------------------------------------------------------------
-# Building and sending
+# Sending once
 # --------------------------------------------------------------------------------------
-
-
-def nlp_hooks(services: AppServices) -> tuple[Summariser | None, Masker | None]:
-    """The NLP summariser and entity masker when the understanding issue provides them."""
-    analyzer = getattr(services, "analyzer", None)
-    summarise = getattr(analyzer, "summarize_ticket", None)
-    mask: Masker | None = None
-    try:
-        module = importlib.import_module("nlp.analysis")
-        mask = getattr(module, "mask_entities", None)
-    except ImportError:
-        pass
-    return summarise, mask
-
-
-def digest_config(services: AppServices) -> DigestConfig:
-    summarise, mask = nlp_hooks(services)
-    settings = services.settings
-    return DigestConfig(
-        tz=settings.tz,
-        hours=services.hours,
-        first_response_target_minutes=float(settings.first_response_target_minutes),
-        summarise=summarise,
-        mask=_safe_mask(mask) if mask is not None else None,
-    )
-
-
-def _safe_mask(mask: Masker) -> Masker:
-    def masked(text: str, entities: Sequence[Any] | None) -> str:
-        try:
-            return mask(text, entities or [])
-        except Exception:  # stored entities in an older shape: the regex masking still runs
-            log.warning("could not mask a quote with its entities", exc_info=True)
-            return text
-
-    return masked
-
-
-async def build(
-    services: AppServices,
-    *,
-    kind: PeriodKind,
-    day: date,
-    days: int = 1,
-    chart: bool = True,
-    outlook: bool = True,
-) -> Rendered:
-    """A digest's text, chart and need outlook, as the managers get it (and the CLI prints it)."""
-    needs_part = await needs_outlook(services) if outlook else None
-    async with services.session() as session:
-        return await produce_digest(
-            session,
-            kind=kind,
-            day=day,
-            config=digest_config(services),
-            now=services.now(),
-            days=days,
-            chart=chart,
-            needs=needs_part,
-        )
-
-
-async def needs_outlook(services: AppServices, *, top: int = 5) -> NeedsOutlook | None:
-    """At-risk customers and the staffing forecast, when a need model has been trained.
-
-    Scoring every customer is CPU work: it runs in a worker thread (its own loop and connection).
-    """
-    model = await services.needs_model()
-    if model is None:
-        return None
-    now = services.now()
-
-    async def score(
-        session: AsyncSession,
-    ) -> tuple[list[needs.AtRisk], needs.StaffingForecast | None]:
-        scores = await needs.score(session, model=model, now=now)
-        risky = await needs.at_risk(session, model=model, now=now, top=top, scores=scores)
-        return risky, await needs.forecast(session, model=model, now=now, scores=scores)
-
-    try:
-        risky, forecast = await services.in_worker(score)
-    except needs.NeedsError:
-        log.warning("need prediction failed; the digest goes without it", exc_info=True)
-        return None
-    staffing = None
-    if forecast is not None:
-        staffing = StaffingOutlook(
-            customers=forecast.customers,
-            level=forecast.level,
-            day_expected=forecast.day.expected,
-            day_low=forecast.day.low,
-            day_high=forecast.day.high,
-            week_expected=forecast.week.expected,
-            week_low=forecast.week.low,
-            week_high=forecast.week.high,
-        )
-    at_risk = tuple(
-        AtRiskCustomer(name=r.name, reason=texts.reasons_plain(r.reasons), score=r.probability)
-        for r in risky
-    )
-    return NeedsOutlook(at_risk=at_risk, staffing=staffing)
-
-
-def photo_caption(rendered: Rendered) -> str:
-    p = rendered.digest.period
-    span = f"{p.first:%-d %b}" if p.first == p.last else f"{p.first:%-d %b} – {p.last:%-d %b}"
-    return f"Messages by category and daily mean rating · {span}"
-
-
-async def send_rendered(bot: Bot, chat_id: int, rendered: Rendered) -> None:
-    """Text (HTML) then the chart to one chat."""
-    await bot.send_message(
-        chat_id,
-        rendered.text,
-        parse_mode=ParseMode.HTML,
-        link_preview_options=LinkPreviewOptions(is_disabled=True),
-    )
-    if rendered.png:
-        await bot.send_photo(
-            chat_id,
-            photo=InputFile(rendered.png, filename="digest.png"),
-            caption=photo_caption(rendered),
-        )
-
-
-async def send_to_managers(bot: Bot, chat_ids: Sequence[int], rendered: Rendered) -> int:
-    """Send to every manager chat; returns how many received it (failures are logged)."""
-    sent = 0
-    for chat_id in chat_ids:
-        try:
-            await send_rendered(bot, chat_id, rendered)
-            sent += 1
-        except TelegramError as exc:
-            log.warning("could not send the digest to chat %s: %s", chat_id, exc)
-    return sent
 
 
 async def claim_run(services: AppServices, *, kind: PeriodKind, period_start: date) -> int | None:

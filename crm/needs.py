@@ -31,7 +31,7 @@ Staffing forecast
     From each customer's 30-day probability ``p``, the probability of needing help within ``d``
     days is ``1 - (1 - p) ** (d / 30)`` (a constant daily hazard within the 30 days); the number of
     customers is Poisson-binomial (independent customers; the binomial when all ``p`` are equal),
-    summarised by :func:`quality.stats.poisson_binomial_interval`.
+    summarised by :func:`crm.poisson_binomial.poisson_binomial_interval`.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ from crm import features
 from crm.errors import KefuError
 from crm.features import FloatArray, HistoryDataset, TableSchema
 from crm.models import ACTIVE_STATUSES, Customer, Ticket
-from quality.stats import poisson_binomial_interval
+from crm.poisson_binomial import poisson_binomial_interval
 
 SEED = 42
 HOLDOUT = 0.2

@@ -4,7 +4,7 @@
   function of the fetched data (testable without a database).
 * :func:`render_text` gives one Telegram HTML message that reads well on a phone;
   :meth:`Digest.to_json` gives every figure; :func:`quality.chart.render_chart` the PNG.
-* :func:`produce` does all of it off the event loop where the work is CPU-bound.
+* :func:`bot.digests.produce` does all of it, off the event loop where the work is CPU-bound.
 
 Periods are local days in the configured time zone: ``day`` is one day, ``week`` the Monday to
 Sunday week containing the given day, ``range`` the ``n`` days ending with it. A period that
@@ -760,35 +760,6 @@ async def build_digest(
         at_risk=needs.at_risk if needs is not None else None,
         staffing=needs.staffing if needs is not None else None,
     )
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Rendered:
-    digest: Digest
-    text: str
-    png: bytes
-
-
-async def produce(
-    session: AsyncSession,
-    *,
-    kind: PeriodKind | str,
-    day: date,
-    config: DigestConfig,
-    now: datetime,
-    days: int = 1,
-    chart: bool = True,
-    needs: NeedsOutlook | None = None,
-) -> Rendered:
-    """Build a digest, its text and (off the event loop) its chart."""
-    from quality.chart import render_chart
-
-    digest = await build_digest(
-        session, kind=kind, day=day, config=config, now=now, days=days, needs=needs
-    )
-    text = render_text(digest)
-    png = await asyncio.to_thread(render_chart, digest) if chart else b""
-    return Rendered(digest, text, png)
 
 
 # --------------------------------------------------------------------------------------

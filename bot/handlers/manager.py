@@ -10,7 +10,7 @@ from telegram import Update
 from telegram.constants import ParseMode
 from telegram.ext import ApplicationHandlerStop
 
-from bot import jobs, texts
+from bot import digests, texts
 from bot.parsing import command_argument
 from bot.services import KefuContext
 from quality.digest import PeriodKind, render_stats_text
@@ -40,8 +40,8 @@ async def digest(update: Update, context: KefuContext) -> None:
     services = context.services
     kind = PeriodKind.WEEK if argument == "week" else PeriodKind.DAY
     today = services.now().astimezone(services.settings.tz).date()
-    rendered = await jobs.build(services, kind=kind, day=today)
-    await jobs.send_rendered(context.bot, message.chat_id, rendered)
+    rendered = await digests.build(services, kind=kind, day=today)
+    await digests.send_rendered(context.bot, message.chat_id, rendered)
     raise ApplicationHandlerStop
 
 
@@ -56,7 +56,7 @@ async def stats(update: Update, context: KefuContext) -> None:
         raise ApplicationHandlerStop
     services = context.services
     today = services.now().astimezone(services.settings.tz).date()
-    rendered = await jobs.build(
+    rendered = await digests.build(
         services, kind=PeriodKind.RANGE, day=today, days=days, chart=False, outlook=False
     )
     await message.reply_text(render_stats_text(rendered.digest), parse_mode=ParseMode.HTML)

@@ -13,9 +13,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from bot import digest_cli as cli
 from crm.db import SessionFactory, session_scope
 from crm.models import Agent, Customer, Message, Rating, Ticket
-from quality import cli, fetch
+from quality import fetch
 from quality.digest import DigestConfig, PeriodKind, build_digest, render_text
 from quality.stats import BusinessHours
 from settings import load_settings

@@ -1,7 +1,9 @@
 """``python main.py digest``: print (or send) a service-quality digest on demand.
 
-Registered on the Typer app by ``main.py``: ``quality.cli.register(app, settings_or_exit)``.
-Without ``--date`` it reports what the schedule would send now: yesterday, or last week.
+Registered on the Typer app by ``main.py``: ``bot.digest_cli.register(app, settings_or_exit)``.
+Without ``--date`` it reports what the schedule would send now: yesterday, or last week. It lives
+in ``bot/`` because it prints the managers' digest (the bot's texts, NLP hooks and need outlook)
+and can send it; ``quality`` only computes figures.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from settings import Settings
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # NumPy, SciPy and matplotlib load only when the command runs
-    from quality.digest import Rendered
+    from bot.digests import Rendered
 
 
 class PeriodOption(StrEnum):
@@ -59,7 +61,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 async def _run(settings: Settings, request: DigestRequest, now: datetime) -> tuple[Rendered, int]:
     # The same digest the managers get: themes with key phrases and masked quotes, at-risk
     # customers and the staffing forecast when a need model exists.
-    from bot import jobs
+    from bot import digests
     from bot.app import build_services
     from quality.digest import PeriodKind
 
@@ -69,7 +71,7 @@ async def _run(settings: Settings, request: DigestRequest, now: datetime) -> tup
     services.clock = lambda: now
     factory = services.session_factory
     try:
-        rendered = await jobs.build(
+        rendered = await digests.build(
             services, kind=kind, day=day, chart=request.chart is not None or request.send
         )
         sent = 0
@@ -84,7 +86,7 @@ async def _send(settings: Settings, rendered: Rendered, factory: Any) -> int:
     from sqlalchemy.exc import IntegrityError
     from telegram import Bot
 
-    from bot.jobs import send_to_managers
+    from bot.digests import send_to_managers
     from crm.db import session_scope
     from crm.models import DigestRun
 
