@@ -55,21 +55,33 @@ def main(ctx: typer.Context) -> None:
 
 
 @app.command()
-def run() -> None:
-    """Run the Telegram bot (long polling). Brings the database to the newest schema first."""
+def run(
+    webhook: Annotated[
+        bool,
+        typer.Option(
+            "--webhook",
+            help="Receive updates on KEFU_WEBHOOK_URL instead of long polling.",
+        ),
+    ] = False,
+) -> None:
+    """Run the Telegram bot (long polling by default). Brings the database schema up to date."""
     settings = settings_or_exit()
     if settings.telegram_token is None or not settings.telegram_token.get_secret_value().strip():
         err.print(BOTFATHER_HELP)
         raise typer.Exit(code=2)
+    if webhook and not settings.webhook_url:
+        err.print("Webhook mode needs KEFU_WEBHOOK_URL (for example https://support.example.com/tg).")
+        raise typer.Exit(code=2)
     from bot import logs
-    from bot.app import build_application
+    from bot.runtime import serve
     from crm.migrate import upgrade
 
     logs.configure(settings.log_level, secrets=(settings.telegram_token.get_secret_value(),))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
-    application = build_application(settings)
-    application.run_polling(allowed_updates=["message", "callback_query"])
+    status = asyncio.run(serve(settings, webhook=webhook))
+    if status:
+        raise typer.Exit(code=status)
 
 
 @app.command()

@@ -98,6 +98,16 @@ class Settings(BaseSettings):
         description="Answer automatically only when the category's confidence reaches this.",
     )
     log_level: str = Field(default="INFO", description="Logging level.")
+    webhook_url: str | None = Field(
+        default=None,
+        description="Public HTTPS URL for webhook mode (`run --webhook`); its path is served.",
+    )
+    webhook_listen: str = Field(default="127.0.0.1", description="Address the webhook binds.")
+    webhook_port: int = Field(default=8443, ge=1, le=65535, description="Webhook port.")
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="X-Telegram-Bot-Api-Secret-Token Telegram must send; generated when unset.",
+    )
 
     @field_validator("agent_ids", "manager_chat_ids", mode="before")
     @classmethod

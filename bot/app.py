@@ -10,7 +10,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiolimiter import AsyncLimiter
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat, Update
+from telegram.constants import ChatType
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -26,8 +28,19 @@ from bot import jobs, keyboards, texts
 from bot.handlers import customer, staff
 from bot.handlers import records as record_handlers
 from bot.services import AppServices, BotData, KefuContext, NeedsModelCache, StaffChat
+from crm import customers
 from crm.db import create_engine, create_session_factory
 from crm.errors import KefuError
+from crm.support import flows, inbox
+from crm.support.outcomes import (
+    AnswerButton,
+    AnswerStaffButton,
+    Effect,
+    Outcome,
+    Say,
+    ToCustomer,
+    ToStaffChat,
+)
 from nlp.analysis import Analyzer
 from nlp.knowledge import KnowledgeBase
 from quality.stats import BusinessHours
@@ -162,54 +175,101 @@ def build_services(settings: Settings, *, analyzer: Analyzer | None = None) -> A
 
 
 async def on_error(update: object, context: KefuContext) -> None:
-    """Expected errors become friendly replies; anything else is logged with a reference."""
+    """Expected errors become friendly replies; anything else is logged with a reference and the
+    person gets a short apology. Replies go through the outbox like everything else."""
     error = context.error
-    is_staff = (
-        isinstance(update, Update)
-        and update.effective_chat is not None
-        and update.effective_chat.id == context.services.settings.staff_chat_id
+    if not isinstance(update, Update):
+        log.error("error outside any update", exc_info=error)
+        return
+    services = context.services
+    chat = update.effective_chat
+    is_staff = chat is not None and (
+        chat.id == services.staff.chat_id or chat.id in services.staff.former_ids
     )
     if isinstance(error, KefuError):
         details = {k: v for k, v in error.details.items() if k == "number"}
-        if is_staff:
-            reply = texts.staff_text(error.code, **details)
-        else:
-            reply = texts.customer_text(await _language(update, context), error.code)
+        key = error.code
     else:
         ref = uuid.uuid4().hex[:8]
-        log.error("unhandled error %s while handling an update", ref, exc_info=error)
-        reply = (
-            texts.staff_text("error", ref=ref)
-            if is_staff
-            else texts.customer_text(await _language(update, context), "error", ref=ref)
+        log.error(
+            "unhandled error %s while handling update %s", ref, update.update_id, exc_info=error
         )
-    if not isinstance(update, Update):
-        return
+        details, key = {"ref": ref}, "error"
+    language = await _language(update, context)
+    say = Say.staff(key, **details) if is_staff else Say.customer(language, key, **details)
+    effects: list[Effect] = []
+    query = update.callback_query
+    if query is not None:
+        answer = AnswerStaffButton if is_staff else AnswerButton
+        effects.append(answer(callback_query_id=query.id, say=say, alert=True))
+    elif chat is not None and is_staff:
+        message = update.effective_message
+        effects.append(
+            ToStaffChat(
+                chat_id=chat.id,
+                say=say,
+                thread_id=message.message_thread_id
+                if message is not None and message.is_topic_message
+                else None,
+                reply_to_message_id=message.message_id if message is not None else None,
+            )
+        )
+    elif chat is not None and chat.type == ChatType.PRIVATE:
+        effects.append(ToCustomer(customer_id=0, chat_id=chat.id, say=say))
+    failure = None if isinstance(error, KefuError) else f"{details.get('ref')} {error!r}"
+
+    async def reply(session: AsyncSession) -> Outcome:
+        if failure is not None:  # the update stays in the inbox with what went wrong
+            await inbox.record_failure(
+                session, update_id=update.update_id, error=failure, now=services.now(), give_up=True
+            )
+        return Outcome(effects)
+
     try:
-        if update.callback_query is not None:
-            plain = reply.replace("<b>", "").replace("</b>", "")
-            await update.callback_query.answer(plain[:190], show_alert=True)
-        elif update.effective_message is not None:
-            await update.effective_message.reply_html(reply)
+        await services.runner.run(reply, update_id=update.update_id)
     except Exception:  # the error handler must never raise
         log.exception("could not tell the user about an error")
 
 
-async def _language(update: object, context: KefuContext) -> str:
-    from crm import customers
+async def _language(update: Update, context: KefuContext) -> str:
+    if update.effective_user is None:
+        return "en"
+    try:
+        async with context.services.session() as session:
+            row = await customers.get_by_telegram_id(
+                session, telegram_user_id=update.effective_user.id
+            )
+            if row is not None:
+                return row.language
+    except Exception:
+        log.warning("could not look up the customer's language", exc_info=True)
+    return customers.normalize_language(update.effective_user.language_code)
 
-    if isinstance(update, Update) and update.effective_user is not None:
-        try:
-            async with context.services.session() as session:
-                row = await customers.get_by_telegram_id(
-                    session, telegram_user_id=update.effective_user.id
-                )
-                if row is not None:
-                    return row.language
-        except Exception:
-            log.exception("could not look up the customer's language")
-        return customers.normalize_language(update.effective_user.language_code)
-    return "en"
+
+async def unknown_button(update: Update, context: KefuContext) -> None:
+    """A button whose data matches nothing (old or forged): stop the spinner, say nothing."""
+    query = update.callback_query
+    if query is not None:
+        outcome = Outcome([AnswerButton(callback_query_id=query.id)])
+        await context.services.runner.effects_only(outcome, update_id=update.update_id)
+
+
+async def staff_chat_moved(update: Update, context: KefuContext) -> None:
+    """Telegram's service message: the staff group became a supergroup with a new id."""
+    message = update.effective_message
+    if message is None:
+        return
+    services = context.services
+    old, new = message.chat_id, message.migrate_to_chat_id
+    if message.migrate_from_chat_id is not None:
+        old, new = message.migrate_from_chat_id, message.chat_id
+    if new is None or old != services.staff.chat_id:
+        return
+    services.staff.moved_to(new)
+    await services.runner.run(
+        lambda s: flows.staff_chat_moved(s, old_chat_id=old, new_chat_id=new, now=services.now()),
+        update_id=update.update_id,
+    )
 
 
 CUSTOMER_COMMANDS = (
@@ -258,9 +318,9 @@ async def _set_commands(application: KefuApplication) -> None:
 def build_application(
     settings: Settings, services: AppServices | None = None, *, max_concurrent_updates: int = 64
 ) -> KefuApplication:
-    """The python-telegram-bot Application with every handler, job and limit of Kefu.
+    """The python-telegram-bot Application with every handler and job of Kefu: THE routing table.
 
-    ``max_concurrent_updates=1`` processes updates one at a time (benchmarks compare the two).
+    Updates come from Kefu's own inbox (``bot/ingest.py``), so the Application has no Updater.
     """
     if settings.telegram_token is None:
         raise ValueError("KEFU_TELEGRAM_TOKEN is required to build the application")
@@ -271,6 +331,7 @@ def build_application(
         .token(settings.telegram_token.get_secret_value())
         .base_url(f"{api}/bot")
         .base_file_url(f"{api}/file/bot")
+        .updater(None)
         .context_types(ContextTypes(context=KefuContext, bot_data=BotData))
         .concurrent_updates(PerChatUpdateProcessor(max_concurrent_updates))
         .post_init(_set_commands)
@@ -279,46 +340,56 @@ def build_application(
         builder = builder.rate_limiter(TelegramRateLimiter())  # type: ignore[arg-type]
     application: KefuApplication = builder.build()
     application.bot_data.services = services
+    add = application.add_handler
 
+    # --- group -1: commands that answer by themselves and stop there ---------------------------
     private = filters.ChatType.PRIVATE
-    new_messages = filters.UpdateType.MESSAGE
-    for name, callback in CUSTOMER_COMMANDS:
-        if callback is not None:  # None: registered by their own module
-            application.add_handler(CommandHandler(name, callback, filters=private))
-    application.add_handler(MessageHandler(private & filters.COMMAND, customer.help_command))
-    application.add_handler(
-        MessageHandler(private & new_messages & ~filters.COMMAND, customer.message)
-    )
-    application.add_handler(CallbackQueryHandler(customer.rate, pattern=f"^{keyboards.RATE}:"))
-    application.add_handler(
-        CallbackQueryHandler(customer.language_chosen, pattern=f"^{keyboards.LANG}:")
-    )
-    application.add_handler(CallbackQueryHandler(customer.solved, pattern=f"^{keyboards.SOLVED}:"))
+    staff_ids = [settings.staff_chat_id] if settings.staff_chat_id is not None else []
+    staff_chat = filters.Chat(chat_id=staff_ids)
+    services.staff.on_move.append(lambda old, new: staff_chat.add_chat_ids(new))
+    record_handlers.register(application)
+    jobs.register(application)
 
+    # --- group 0: customers (private chats) ------------------------------------------------------
+    for name, callback in CUSTOMER_COMMANDS:
+        if callback is not None:  # None: registered by the records module
+            add(CommandHandler(name, callback, filters=private))
+    add(MessageHandler(private & filters.COMMAND, customer.help_command))
+    # Service messages (pinned message, auto-delete timer...) and dice never open tickets.
+    add(
+        MessageHandler(
+            private
+            & filters.UpdateType.MESSAGE
+            & ~filters.COMMAND
+            & ~filters.StatusUpdate.ALL
+            & ~filters.Dice.ALL,
+            customer.message,
+        )
+    )
+    add(CallbackQueryHandler(customer.rate, pattern=f"^{keyboards.RATE}:"))
+    add(CallbackQueryHandler(customer.language_chosen, pattern=f"^{keyboards.LANG}:"))
+    add(CallbackQueryHandler(customer.solved, pattern=f"^{keyboards.SOLVED}:"))
+
+    # --- group 0: agents (the staff chat) --------------------------------------------------------
+    add(MessageHandler(filters.StatusUpdate.MIGRATE, staff_chat_moved))
     if settings.staff_chat_id is not None:
-        staff_chat = filters.Chat(chat_id=settings.staff_chat_id)
         for name, callback in STAFF_COMMANDS:
             if callback is not None:
-                application.add_handler(CommandHandler(name, callback, filters=staff_chat))
-        application.add_handler(
+                add(CommandHandler(name, callback, filters=staff_chat))
+        add(
             MessageHandler(
-                staff_chat & new_messages & ~filters.COMMAND & ~filters.StatusUpdate.ALL,
+                staff_chat
+                & filters.UpdateType.MESSAGE
+                & ~filters.COMMAND
+                & ~filters.StatusUpdate.ALL,
                 staff.message,
             )
         )
-        actions = (
-            keyboards.CLAIM,
-            keyboards.RESOLVE,
-            keyboards.REOPEN,
-            keyboards.CATEGORIES,
-            keyboards.CATEGORY,
-            keyboards.CARD,
-        )
-        pattern = f"^({'|'.join(actions)}):"
-        application.add_handler(CallbackQueryHandler(staff.button, pattern=pattern))
+        actions = "|".join(staff.BUTTONS)
+        add(CallbackQueryHandler(staff.button, pattern=f"^({actions}):"))
+    add(CallbackQueryHandler(unknown_button))  # anything else: the spinner stops
     # Messages in any other group match no handler and are ignored.
-    record_handlers.register(application)
-    jobs.register(application)
+
     if application.job_queue is not None:
         application.job_queue.run_repeating(
             _reload_models, interval=MODEL_RELOAD_SECONDS, first=MODEL_RELOAD_SECONDS

@@ -57,17 +57,21 @@ def languages() -> InlineKeyboardMarkup:
 
 
 def staff_card(ticket: TicketInfo) -> InlineKeyboardMarkup:
+    return card_buttons(ticket.id, ticket.status)
+
+
+def card_buttons(ticket_id: int, status: TicketStatus) -> InlineKeyboardMarkup:
     category = InlineKeyboardButton(
-        staff_text("button_category"), callback_data=f"{CATEGORIES}:{ticket.id}"
+        staff_text("button_category"), callback_data=f"{CATEGORIES}:{ticket_id}"
     )
-    if ticket.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
+    if status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
         reopen = InlineKeyboardButton(
-            staff_text("button_reopen"), callback_data=f"{REOPEN}:{ticket.id}"
+            staff_text("button_reopen"), callback_data=f"{REOPEN}:{ticket_id}"
         )
         return InlineKeyboardMarkup([[reopen, category]])
-    claim = InlineKeyboardButton(staff_text("button_claim"), callback_data=f"{CLAIM}:{ticket.id}")
+    claim = InlineKeyboardButton(staff_text("button_claim"), callback_data=f"{CLAIM}:{ticket_id}")
     resolve = InlineKeyboardButton(
-        staff_text("button_resolve"), callback_data=f"{RESOLVE}:{ticket.id}"
+        staff_text("button_resolve"), callback_data=f"{RESOLVE}:{ticket_id}"
     )
     return InlineKeyboardMarkup([[claim, resolve], [category]])
 

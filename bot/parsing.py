@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from telegram import Message, User
+from telegram import Message, Update, User
 
 from crm.conversation import Incoming
 from crm.messages import Media
+from crm.support.flows import CustomerMessage, Person, StaffSpot, Tap
 
 
 def media_of(message: Message) -> Media | None:
@@ -64,3 +65,56 @@ def command_argument(message: Message) -> str:
 
 
 CAPTIONED_KINDS = frozenset({"photo", "document", "video", "voice", "audio", "animation"})
+
+
+def person_of(update: Update) -> Person:
+    """The customer behind a private-chat update."""
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None:
+        raise ValueError("an update without a user or chat")
+    return Person(
+        telegram_user_id=user.id,
+        chat_id=chat.id,
+        first_name=user.first_name,
+        last_name=user.last_name,
+        username=user.username,
+        language_code=user.language_code,
+    )
+
+
+def customer_message(message: Message, person: Person) -> CustomerMessage:
+    reply = message.reply_to_message
+    return CustomerMessage(
+        person=person,
+        text=text_of(message),
+        media=media_of(message),
+        message_id=message.message_id,
+        reply_to_message_id=reply.message_id if reply is not None else None,
+    )
+
+
+def tap_of(update: Update) -> Tap:
+    query = update.callback_query
+    if query is None:
+        raise ValueError("not a button tap")
+    message = query.message
+    return Tap(
+        callback_query_id=query.id,
+        chat_id=message.chat.id if message is not None else 0,
+        message_id=message.message_id if message is not None else None,
+    )
+
+
+def spot_of(message: Message) -> StaffSpot:
+    """Where in the staff chat a message was written and what it points at."""
+    reply = message.reply_to_message
+    # In a forum, a message outside any topic "replies" to the topic's creation message.
+    if reply is not None and reply.forum_topic_created is not None:
+        reply = None
+    return StaffSpot(
+        chat_id=message.chat_id,
+        thread_id=message.message_thread_id if message.is_topic_message else None,
+        reply_to_message_id=reply.message_id if reply is not None else None,
+        message_id=message.message_id,
+        reply_to_bot=bool(reply is not None and reply.from_user and reply.from_user.is_bot),
+    )

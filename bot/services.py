@@ -21,6 +21,9 @@ from crm import needs, records
 from crm.db import SessionFactory, create_engine, create_session_factory, session_scope
 from crm.needs import NeedsModel
 from crm.records import CustomerRecord
+from crm.support.flows import Desk
+from crm.support.outcomes import Outcome
+from crm.support.runner import FlowRunner
 from nlp.analysis import Analyzer
 from nlp.knowledge import KnowledgeBase
 from quality.stats import BusinessHours
@@ -42,6 +45,8 @@ class StaffChat:
     chat_id: int | None
     agent_ids: frozenset[int]
     cache_seconds: float = 300.0
+    former_ids: set[int] = field(default_factory=set)
+    on_move: list[Callable[[int, int], None]] = field(default_factory=list)
     _is_forum: bool | None = None
     _members: dict[int, tuple[bool, float]] = field(default_factory=dict)
     _postings: int = 0
@@ -79,6 +84,18 @@ class StaffChat:
             chat = await bot.get_chat(self.chat_id)
             self._is_forum = bool(chat.is_forum)
         return self._is_forum
+
+    def moved_to(self, new_chat_id: int) -> None:
+        """Telegram moved the staff chat (a group became a supergroup): follow it."""
+        old = self.chat_id
+        if old is None or old == new_chat_id:
+            return
+        self.former_ids.add(old)
+        self.chat_id = new_chat_id
+        self._is_forum = None
+        self._members.clear()
+        for callback in self.on_move:
+            callback(old, new_chat_id)
 
     def forget_forum(self) -> None:
         """Topics were switched off (Telegram said the chat is not a forum)."""
@@ -131,6 +148,33 @@ class AppServices:
     analyzer: Analyzer | None = None
     knowledge: KnowledgeBase | None = None
     clock: Callable[[], datetime] = utcnow
+    runner: FlowRunner = field(init=False)
+    _listeners: list[Callable[[Outcome], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.runner = FlowRunner(self.session_factory, clock=self.now, on_commit=self._committed)
+
+    def _committed(self, outcome: Outcome) -> None:
+        for listener in self._listeners:
+            listener(outcome)
+
+    def on_commit(self, listener: Callable[[Outcome], None]) -> None:
+        """Be told when a flow committed effects (delivery wakes up)."""
+        self._listeners.append(listener)
+
+    @property
+    def desk(self) -> Desk:
+        """How the desk works, for the flows."""
+        settings = self.settings
+        return Desk(
+            hours=self.hours,
+            knowledge=self.knowledge,
+            auto_answer=settings.auto_answer,
+            auto_answer_min_confidence=settings.auto_answer_min_confidence,
+            default_language=settings.default_language,
+            agent_signature=settings.agent_signature,
+            categories=self.analyzer.categories if self.analyzer is not None else (),
+        )
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

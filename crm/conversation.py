@@ -18,7 +18,6 @@ from crm.messages import Media
 from crm.models import AuthorKind, Customer, Direction, Rating, Resolution, Ticket, TicketStatus
 from crm.schemas import CustomerInfo, MessageAnalysis, MessageInfo, TicketCard, TicketInfo
 
-NEW_TICKET_FLAG = "new_ticket_requested"
 CORRECTED_CONFIDENCE = 1.0  # an agent's correction; automatic confidences stay below it
 REPEATED_CONTACT_WINDOW = timedelta(days=7)
 
@@ -149,12 +148,7 @@ async def route_incoming(
                 rating_score=rating.score,
             )
 
-    wants_new = bool(customer.attributes.get(NEW_TICKET_FLAG))
-    active: Ticket | None = None
-    if not wants_new:
-        active = await tickets.get_active_for_customer(session, customer_id=customer.id)
-    else:
-        customer.attributes = {k: v for k, v in customer.attributes.items() if k != NEW_TICKET_FLAG}
+    active = await tickets.get_current_for_customer(session, customer_id=customer.id)
     kind = RouteKind.FOLLOW_UP
     if active is None:
         media = (
@@ -183,9 +177,7 @@ async def route_incoming(
 
 async def request_new_ticket(session: AsyncSession, *, customer_id: int) -> None:
     """`/new`: the customer's next message opens a new ticket even if another is still open."""
-    customer = await session.get_one(Customer, customer_id)
-    customer.attributes = {**customer.attributes, NEW_TICKET_FLAG: True}
-    await session.flush()
+    await tickets.release_current(session, customer_id=customer_id)
 
 
 async def request_human(

@@ -136,6 +136,16 @@ async def merge_customers(session: AsyncSession, *, source_id: int, target_id: i
         k: v for k, v in {**source.attributes, **target.attributes}.items() if k != _FAILURES
     }
     tags = list(dict.fromkeys([*target.tags, *source.tags]))
+    target_current = await session.scalar(
+        select(Ticket.id).where(Ticket.customer_id == target_id, Ticket.is_current.is_(True))
+    )
+    if target_current is not None:  # one current ticket per customer: the record's stays
+        await session.execute(
+            update(Ticket)
+            .where(Ticket.customer_id == source_id)
+            .values(is_current=False)
+            .execution_options(synchronize_session="fetch")
+        )
     for model in (Ticket, Message, Rating, Transaction):
         await session.execute(
             update(model)

@@ -10,6 +10,8 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     Float,
@@ -23,7 +25,10 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
+    text,
 )
+from sqlalchemy import event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -63,6 +68,8 @@ class TicketStatus(StrEnum):
 
 
 ACTIVE_STATUSES = (TicketStatus.OPEN, TicketStatus.PENDING, TicketStatus.ESCALATED)
+ACTIVE_SQL = "status IN ('open', 'pending', 'escalated')"
+INBOUND_SQL = "direction = 'in' AND customer_message_id IS NOT NULL"
 
 
 class Direction(StrEnum):
@@ -119,6 +126,8 @@ class Customer(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     first_seen_at: Mapped[datetime | None]
     last_seen_at: Mapped[datetime | None]
+    # Telegram refused to deliver to this customer (they blocked the bot); cleared when they write.
+    unreachable_at: Mapped[datetime | None]
 
     tickets: Mapped[list[Ticket]] = relationship(back_populates="customer")
 
@@ -148,6 +157,16 @@ class Ticket(Base):
         Index("ix_tickets_staff_card", "staff_chat_id", "staff_card_message_id"),
         Index("ix_tickets_created", "created_at"),
         Index("ix_tickets_resolved", "resolved_at"),
+        # One active ticket takes a customer's messages: the database holds it, not a lock.
+        # (`/new` leaves the old ticket open for agents but no longer current.)
+        Index(
+            "uq_tickets_current_per_customer",
+            "customer_id",
+            unique=True,
+            sqlite_where=text("is_current"),
+            postgresql_where=text("is_current"),
+        ),
+        CheckConstraint(f"NOT is_current OR {ACTIVE_SQL}", name="current_is_active"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -166,6 +185,7 @@ class Ticket(Base):
     staff_thread_id: Mapped[int | None] = mapped_column(BigInteger)
     staff_card_message_id: Mapped[int | None] = mapped_column(BigInteger)
     resolution: Mapped[str | None] = mapped_column(String(16))
+    is_current: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     reopened_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -187,6 +207,15 @@ class Message(Base):
         Index("ix_messages_created", "created_at"),
         Index("ix_messages_staff", "staff_chat_id", "staff_message_id"),
         Index("ix_messages_customer_tg", "customer_chat_id", "customer_message_id"),
+        # One row per inbound Telegram message: a redelivered update cannot store it twice.
+        Index(
+            "uq_messages_inbound_telegram",
+            "customer_chat_id",
+            "customer_message_id",
+            unique=True,
+            sqlite_where=text(INBOUND_SQL),
+            postgresql_where=text(INBOUND_SQL),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -291,3 +320,84 @@ class Alert(Base):
     kind: Mapped[str] = mapped_column(String(32))
     key: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InboxStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+
+
+class InboxUpdate(Base):
+    """A Telegram update, committed before Telegram is told it arrived; done once its flow
+    committed. Unfinished ones are processed first at start, in update order."""
+
+    __tablename__ = "inbox_updates"
+    __table_args__ = (
+        Index("ix_inbox_pending", "update_id", postgresql_where=text("done_at IS NULL"),
+              sqlite_where=text("done_at IS NULL")),
+    )
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # Telegram refused it for good (recorded, never retried)
+
+
+class Lane(StrEnum):
+    """Separate queues and budgets: customers never wait behind staff-chat traffic."""
+
+    CUSTOMER = "customer"
+    STAFF = "staff"
+
+
+class OutboxRow(Base):
+    """An effect to carry out, committed in the same transaction as the state change.
+
+    Rows of one ``destination`` are delivered strictly in id order.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "lane", "id"),
+        Index("ix_outbox_destination", "destination", "status", "id"),
+        CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
+        CheckConstraint("lane IN ('customer', 'staff')", name="lane"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    lane: Mapped[str] = mapped_column(String(16))
+    destination: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class StaffChatMove(Base):
+    """Telegram moved the staff chat (a group upgraded to a supergroup): followed and recorded."""
+
+    __tablename__ = "staff_chat_moves"
+
+    old_chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    new_chat_id: Mapped[int] = mapped_column(BigInteger)
+    moved_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+@event.listens_for(Ticket.status, "set")
+def _not_current_when_settled(target: Ticket, value: str, _old: object, _initiator: object) -> None:
+    """A resolved or closed ticket no longer takes the customer's messages."""
+    if value not in ACTIVE_STATUSES:
+        target.is_current = False

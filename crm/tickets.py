@@ -60,8 +60,19 @@ async def info(session: AsyncSession, *, ticket: Ticket) -> TicketInfo:
     return TicketInfo.of(ticket, assignee_name=name)
 
 
+async def get_current_for_customer(session: AsyncSession, *, customer_id: int) -> Ticket | None:
+    """The ticket that takes the customer's messages (at most one: a partial unique index)."""
+    result = await session.execute(
+        select(Ticket).where(Ticket.customer_id == customer_id, Ticket.is_current.is_(True))
+    )
+    return result.scalar_one_or_none()
+
+
 async def get_active_for_customer(session: AsyncSession, *, customer_id: int) -> Ticket | None:
-    """The customer's most recent ticket that is still being worked on."""
+    """The customer's current ticket, else their most recent one still being worked on."""
+    current = await get_current_for_customer(session, customer_id=customer_id)
+    if current is not None:
+        return current
     result = await session.execute(
         select(Ticket)
         .where(Ticket.customer_id == customer_id, Ticket.status.in_(ACTIVE_STATUSES))
@@ -69,6 +80,15 @@ async def get_active_for_customer(session: AsyncSession, *, customer_id: int) ->
         .limit(1)
     )
     return result.scalar_one_or_none()
+
+
+async def release_current(session: AsyncSession, *, customer_id: int) -> Ticket | None:
+    """`/new`: the current ticket stays open for agents but no longer takes new messages."""
+    ticket = await get_current_for_customer(session, customer_id=customer_id)
+    if ticket is not None:
+        ticket.is_current = False
+        await session.flush()
+    return ticket
 
 
 async def list_active_for_customer(session: AsyncSession, *, customer_id: int) -> list[TicketInfo]:
@@ -88,6 +108,7 @@ async def create(session: AsyncSession, *, customer_id: int, subject: str, now: 
         created_at=now,
         updated_at=now,
         last_customer_message_at=now,
+        is_current=True,
     )
     session.add(ticket)
     await session.flush()
@@ -167,6 +188,7 @@ async def resolve(
     if ticket.status not in ACTIVE_STATUSES:
         raise TicketNotActive(number=ticket.number)
     ticket.status = TicketStatus.RESOLVED
+    ticket.is_current = False
     ticket.resolved_at = now
     ticket.resolution = resolution
     if ticket.assignee_id is None and agent_id is not None:
@@ -183,6 +205,8 @@ async def reopen(session: AsyncSession, *, ticket: Ticket, now: datetime) -> Tic
     ticket.resolved_at = None
     ticket.resolution = None
     ticket.reopened_count += 1
+    # It takes the customer's messages again unless another ticket does by now.
+    ticket.is_current = await get_current_for_customer(session, customer_id=ticket.customer_id) is None
     ticket.updated_at = now
     await session.flush()
     return ticket

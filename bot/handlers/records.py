@@ -19,7 +19,7 @@ import logging
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import KeyboardButton, ReplyKeyboardMarkup, ReplyKeyboardRemove, Update
+from telegram import Update
 from telegram.ext import (
     Application,
     ApplicationHandlerStop,
@@ -29,13 +29,14 @@ from telegram.ext import (
 )
 
 from bot import texts
-from bot.handlers.customer import current_customer
-from bot.parsing import command_argument
+from bot.handlers.replies import reply
+from bot.parsing import command_argument, person_of
 from bot.services import KefuContext
 from bot.texts import at_risk_text, record_lines, record_text, staff_record_text
-from crm import linking, needs, records
+from crm import customers, linking, needs, records
 from crm.linking import LinkStatus
 from crm.needs import NeedsModel
+from crm.support.outcomes import Keyboard
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,25 @@ AT_RISK_TOP = 10
 
 
 async def _customer_row(update: Update, context: KefuContext) -> tuple[int, str]:
-    customer = await current_customer(update, context)
-    return customer.id, customer.language
+    """The customer behind this update (created on first contact): id and language."""
+    person, services = person_of(update), context.services
+    async with services.session() as session:
+        row = await customers.upsert_from_telegram(
+            session,
+            telegram_user_id=person.telegram_user_id,
+            chat_id=person.chat_id,
+            first_name=person.first_name,
+            last_name=person.last_name,
+            username=person.username,
+            language_code=person.language_code,
+            now=services.now(),
+            default_language=services.settings.default_language,
+        )
+        return row.id, row.language
 
 
-def _share_keyboard(language: str) -> ReplyKeyboardMarkup:
-    button = KeyboardButton(record_text(language, "share_button"), request_contact=True)
-    return ReplyKeyboardMarkup([[button]], resize_keyboard=True, one_time_keyboard=True)
+def _share_keyboard(language: str) -> Keyboard:
+    return Keyboard("share_contact", (record_text(language, "share_button"),))
 
 
 _LINK_REPLIES = {
@@ -71,8 +84,7 @@ async def link(update: Update, context: KefuContext) -> None:
     customer_id, language = await _customer_row(update, context)
     code = command_argument(message)
     if not code:
-        await message.reply_html(
-            record_text(language, "share_prompt"), reply_markup=_share_keyboard(language)
+        await reply(update, context, record_text(language, "share_prompt"), keyboard=_share_keyboard(language)
         )
         raise ApplicationHandlerStop
     async with context.services.session() as session:
@@ -82,7 +94,7 @@ async def link(update: Update, context: KefuContext) -> None:
     key = _LINK_REPLIES.get(result.status)
     if key is None:
         key = "invalid_code" if result.status == LinkStatus.INVALID else "not_found_code"
-    await message.reply_html(record_text(language, key))
+    await reply(update, context, record_text(language, key))
     raise ApplicationHandlerStop
 
 
@@ -91,8 +103,7 @@ async def share(update: Update, context: KefuContext) -> None:
     message = update.effective_message
     assert message is not None  # noqa: S101
     _, language = await _customer_row(update, context)
-    await message.reply_html(
-        record_text(language, "share_prompt"), reply_markup=_share_keyboard(language)
+    await reply(update, context, record_text(language, "share_prompt"), keyboard=_share_keyboard(language)
     )
     raise ApplicationHandlerStop
 
@@ -103,7 +114,7 @@ async def contact(update: Update, context: KefuContext) -> None:
     assert message is not None and message.contact is not None and user is not None  # noqa: S101
     customer_id, language = await _customer_row(update, context)
     if message.contact.user_id != user.id:
-        await message.reply_html(record_text(language, "not_your_contact"))
+        await reply(update, context, record_text(language, "not_your_contact"))
         raise ApplicationHandlerStop
     async with context.services.session() as session:
         result = await linking.link_by_phone(
@@ -112,7 +123,7 @@ async def contact(update: Update, context: KefuContext) -> None:
     key = _LINK_REPLIES.get(result.status)
     if key is None:
         key = "invalid_phone" if result.status == LinkStatus.INVALID else "not_found_phone"
-    await message.reply_html(record_text(language, key), reply_markup=ReplyKeyboardRemove())
+    await reply(update, context, record_text(language, key), keyboard=Keyboard("remove"))
     raise ApplicationHandlerStop
 
 
@@ -137,8 +148,7 @@ async def _is_staff(update: Update, context: KefuContext) -> bool:
 async def _staff_only(update: Update, context: KefuContext) -> bool:
     if await _is_staff(update, context):
         return True
-    if update.effective_message is not None:
-        await update.effective_message.reply_html(texts.staff_text("not_staff"))
+    await reply(update, context, texts.staff_text("not_staff"))
     return False
 
 
@@ -154,7 +164,7 @@ async def customer_command(update: Update, context: KefuContext) -> None:
         raise ApplicationHandlerStop
     query = command_argument(message)
     if not query:
-        await message.reply_html(staff_record_text("customer_usage"))
+        await reply(update, context, staff_record_text("customer_usage"))
         raise ApplicationHandlerStop
     services = context.services
     model = await _model(context)
@@ -168,9 +178,9 @@ async def customer_command(update: Update, context: KefuContext) -> None:
             else None
         )
     if record is None:
-        await message.reply_html(staff_record_text("customer_not_found", query=query))
+        await reply(update, context, staff_record_text("customer_not_found", query=query))
     else:
-        await message.reply_html("\n".join(record_lines(record, services.settings.tz)))
+        await reply(update, context, "\n".join(record_lines(record, services.settings.tz)))
     raise ApplicationHandlerStop
 
 
@@ -182,7 +192,7 @@ async def atrisk(update: Update, context: KefuContext) -> None:
         raise ApplicationHandlerStop
     model = await _model(context)
     if model is None:
-        await message.reply_html(staff_record_text("no_model"))
+        await reply(update, context, staff_record_text("no_model"))
         raise ApplicationHandlerStop
     services = context.services
     try:
@@ -193,10 +203,9 @@ async def atrisk(update: Update, context: KefuContext) -> None:
 
         items = await services.in_worker(top)  # scoring every customer is CPU work
     except needs.NeedsError as exc:
-        await message.reply_html(staff_record_text("needs_error", reason=str(exc)))
+        await reply(update, context, staff_record_text("needs_error", reason=str(exc)))
         raise ApplicationHandlerStop from None
-    for chunk in texts.split_text(at_risk_text(items, model)):
-        await message.reply_html(chunk)
+    await reply(update, context, texts.split_text(at_risk_text(items, model)))
     raise ApplicationHandlerStop
 
 

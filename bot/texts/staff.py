@@ -39,6 +39,14 @@ _STAFF: dict[str, str] = {
     "ticket_already_active": "Ticket #{number} is already open.",
     "error": "Something went wrong (reference {ref}); it has been logged.",
     "relay_failed": "⚠️ Couldn't deliver this to the customer: {reason}",
+    "customer_unreachable": (
+        "🚫 Telegram won't deliver to the customer of #{number} any more ({reason}): they may"
+        " have blocked the bot. Their messages will still arrive here if they write again."
+    ),
+    "place_recreated": (
+        "♻️ The topic of #{number} was deleted or closed, so it continues here. Messages from"
+        " now on arrive in this topic."
+    ),
     "button_claim": "🙋 Claim",
     "button_resolve": "✅ Resolve",
     "button_reopen": "🔄 Reopen",

@@ -33,7 +33,7 @@ def run_main(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.Com
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("KEFU_AGENT_IDS", "1, 2,3")
     monkeypatch.setenv("KEFU_MANAGER_CHAT_IDS", "-100123")
-    monkeypatch.setenv("KEFU_TELEGRAM_TOKEN", "42:secret")
+    monkeypatch.setenv("KEFU_TELEGRAM_TOKEN", "42:s3cr3tvalue")
     monkeypatch.setenv("KEFU_TELEGRAM_RATE_LIMITS", "off")
     monkeypatch.setenv("KEFU_STAFF_CHAT_ID", "")
     monkeypatch.setenv("KEFU_DATA_DIR", str(tmp_path))
@@ -42,9 +42,9 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert settings.manager_chat_ids == [-100123]
     assert settings.staff_chat_id is None
     assert settings.telegram_rate_limits == RateLimits.OFF
-    assert "secret" not in repr(settings)
+    assert "s3cr3tvalue" not in repr(settings)
     assert settings.telegram_token is not None
-    assert settings.telegram_token.get_secret_value() == "42:secret"
+    assert settings.telegram_token.get_secret_value() == "42:s3cr3tvalue"
     assert (
         settings.resolved_database_url == f"sqlite+aiosqlite:///{(tmp_path / 'kefu.db').resolve()}"
     )

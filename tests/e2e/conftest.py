@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from bot.app import KefuApplication, build_application, build_services
+from bot import runtime
+from bot.app import KefuApplication, build_services
 from bot.services import AppServices
 from nlp.analysis import Analyzer
 from settings import Settings, load_settings
@@ -27,6 +28,7 @@ class Kefu:
     app: KefuApplication
     services: AppServices
     settings: Settings
+    running: runtime.Kefu
 
 
 def make_settings(
@@ -49,22 +51,14 @@ def make_settings(
 async def running_kefu(
     settings: Settings, api: FakeBotAPI, analyzer: Analyzer | None = None
 ) -> AsyncIterator[Kefu]:
+    """Kefu as ``run`` starts it (inbox, dispatcher, delivery, polling), inside the test's loop."""
     services = build_services(settings, analyzer=analyzer)
-    app = build_application(settings, services)
-    await app.initialize()
-    if app.post_init is not None:
-        await app.post_init(app)
-    await app.start()
-    assert app.updater is not None
-    await app.updater.start_polling(poll_interval=0.0, timeout=1)
+    running = await runtime.start(settings, services)
     try:
-        yield Kefu(api=api, app=app, services=services, settings=settings)
+        yield Kefu(api=api, app=running.app, services=services, settings=settings, running=running)
     finally:
         await api.wait_idle(quiet=0.1)
-        await app.updater.stop()
-        await app.stop()
-        await app.shutdown()
-        await services.aclose()
+        await runtime.stop(running)
 
 
 @pytest.fixture

@@ -7,7 +7,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from crm.models import Customer, Message, Rating, Ticket, TicketStatus
+import pytest
+
+from crm.models import Customer, InboxUpdate, Message, Rating, Ticket, TicketStatus
+from crm.support import flows
 from tests.e2e.conftest import Kefu, settle, texts_of, wait_text
 from tests.fakebotapi import JSON, FakeBotAPI
 
@@ -410,17 +413,35 @@ async def test_relay_failure_is_reported_to_agent(api: FakeBotAPI, start_kefu: A
 
 
 async def test_unexpected_error_gets_apology_with_reference(
-    api: FakeBotAPI, start_kefu: Any
+    api: FakeBotAPI, start_kefu: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     customer = api.add_user("Bob")
     staff = staff_group(api, forum=False, agents=[])
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug in a flow")
+
+    monkeypatch.setattr(flows, "customer_wrote", broken)
     async with start_kefu(staff_chat_id=staff["id"]) as kefu:
-        api.fail_next("createForumTopic")  # not a forum: unused
-        api.fail_next("sendMessage", "Internal Server Error", error_code=500)
         api.user_sends_text(customer, "hello")
         apology = await wait_text(api, customer["id"], "something went wrong")
         assert "reference" in apology["text"]
         await settle(api)
-        # The message was stored before anything else happened to it.
-        assert await count(kefu, Message.id, Message.text == "hello") == 1
-        await asyncio.sleep(0)
+        # The update itself is kept (done, so a bug cannot loop), with its text.
+        async with kefu.services.session() as session:
+            rows = (await session.execute(select(InboxUpdate))).scalars().all()
+        assert [r.payload["message"]["text"] for r in rows] == ["hello"]
+        assert rows[0].done_at is not None
+
+
+async def test_bot_api_server_error_is_retried(api: FakeBotAPI, start_kefu: Any) -> None:
+    customer = api.add_user("Bob")
+    staff = staff_group(api, forum=False, agents=[])
+    async with start_kefu(staff_chat_id=staff["id"]):
+        api.fail_next("sendMessage", "Internal Server Error", error_code=500)
+        api.user_sends_text(customer, "hello")
+        await wait_text(api, customer["id"], "#1001")
+        await settle(api)
+        acks = [t for t in texts_of(api.messages_in(customer["id"])) if "#1001" in t]
+        assert len(acks) == 1
+        assert "something went wrong" not in " ".join(texts_of(api.messages_in(customer["id"])))
