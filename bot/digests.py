@@ -22,8 +22,8 @@ from telegram.error import TelegramError
 
 from bot import texts
 from bot.services import AppServices
+from bot.texts import digest as digest_texts
 from crm import needs
-from quality.chart import render_chart
 from quality.digest import (
     AtRiskCustomer,
     Digest,
@@ -34,8 +34,8 @@ from quality.digest import (
     StaffingOutlook,
     Summariser,
     build_digest,
-    render_text,
 )
+from quality.digest.chart import draw_chart
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,11 @@ class Rendered:
     digest: Digest
     text: str
     png: bytes
+
+
+def render_chart(digest: Digest) -> bytes:
+    """The digest's chart as PNG bytes, with the words of :mod:`bot.texts.digest` (CPU work)."""
+    return draw_chart(digest, digest_texts.CHART_LABELS)
 
 
 async def produce(
@@ -64,7 +69,7 @@ async def produce(
     digest = await build_digest(
         session, kind=kind, day=day, config=config, now=now, days=days, needs=needs
     )
-    text = render_text(digest)
+    text = digest_texts.render_text(digest)
     png = await asyncio.to_thread(render_chart, digest) if chart else b""
     return Rendered(digest, text, png)
 
@@ -170,12 +175,6 @@ async def needs_outlook(services: AppServices, *, top: int = 5) -> NeedsOutlook 
     return NeedsOutlook(at_risk=at_risk, staffing=staffing)
 
 
-def photo_caption(rendered: Rendered) -> str:
-    p = rendered.digest.period
-    span = f"{p.first:%-d %b}" if p.first == p.last else f"{p.first:%-d %b} – {p.last:%-d %b}"
-    return f"Messages by category and daily mean rating · {span}"
-
-
 async def send_rendered(bot: Bot, chat_id: int, rendered: Rendered) -> None:
     """Text (HTML) then the chart to one chat."""
     await bot.send_message(
@@ -188,7 +187,7 @@ async def send_rendered(bot: Bot, chat_id: int, rendered: Rendered) -> None:
         await bot.send_photo(
             chat_id,
             photo=InputFile(rendered.png, filename="digest.png"),
-            caption=photo_caption(rendered),
+            caption=digest_texts.photo_caption(rendered.digest),
         )
 
 

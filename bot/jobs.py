@@ -27,6 +27,7 @@ from telegram.ext import Application, CommandHandler
 
 from bot.digests import build, send_to_managers
 from bot.services import AppServices, KefuContext
+from bot.texts import digest as digest_texts
 from crm.models import DigestRun
 from quality import alerts
 from quality.digest import PeriodKind
@@ -180,7 +181,7 @@ async def check_alerts(context: KefuContext) -> None:
             for chat_id in settings.manager_chat_ids:
                 try:
                     await bot.send_message(
-                        chat_id, alerts.render_spike(spike), parse_mode=ParseMode.HTML
+                        chat_id, digest_texts.render_spike(spike), parse_mode=ParseMode.HTML
                     )
                 except TelegramError as exc:
                     log.warning("could not send a spike alert to chat %s: %s", chat_id, exc)
@@ -201,7 +202,7 @@ async def _announce_breach(bot: Bot, services: AppServices, breach: alerts.SlaBr
     chat_id = breach.staff_chat_id or services.settings.staff_chat_id
     if chat_id is None:
         return
-    text = alerts.render_sla_breach(breach, business_hours=not services.hours.always_open)
+    text = digest_texts.render_sla_breach(breach, business_hours=not services.hours.always_open)
     kwargs: dict[str, Any] = {}
     if breach.staff_thread_id is not None:
         kwargs["message_thread_id"] = breach.staff_thread_id

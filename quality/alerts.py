@@ -3,11 +3,13 @@
 Each alert is claimed in the ``alerts`` table (``kind`` + ``key`` unique) before anyone is told,
 so it is announced at most once even when two workers look at the same moment: a spike at most
 once per local day and category, an SLA breach once per ticket.
+
+Alerts are plain data; their wording is in :mod:`bot.texts.digest` (``render_spike``,
+``render_sla_breach``).
 """
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -19,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.models import Alert, Ticket, TicketStatus
 from quality import fetch
-from quality.digest import BASELINE_DAYS, business_seconds, format_seconds
-from quality.stats import BusinessHours, SpikeResult, spike_tests_by_group
+from quality.digest.aggregate import BASELINE_DAYS
+from quality.stats import BusinessHours, SpikeResult, business_seconds, spike_tests_by_group
 
 SPIKE = "spike"
 SLA = "sla"
@@ -155,28 +157,3 @@ async def new_sla_breaches(
                 )
             )
     return found
-
-
-def _esc(value: object) -> str:
-    return html.escape(str(value), quote=False)
-
-
-def render_spike(alert: SpikeAlert) -> str:
-    """The managers' message about a complaint spike (Telegram HTML)."""
-    r = alert.result
-    where = f"in <b>{_esc(alert.category)}</b>" if alert.category is not None else "overall"
-    return (
-        f"🚨 <b>Complaint spike</b> {where} today ({alert.day:%a %-d %b})\n"
-        f"{r.k} of {r.n} customer messages are negative; over the last {BASELINE_DAYS} days "
-        f"the usual share is {r.p0 * 100:.0f}%.\n"
-        f"Chance of this many by luck: p = {r.p_value:.1g}."
-    )
-
-
-def render_sla_breach(breach: SlaBreach, *, business_hours: bool) -> str:
-    """The staff thread's message about a ticket waiting too long (Telegram HTML)."""
-    clock = "business time" if business_hours else "so far"
-    return (
-        f"⏰ <b>#{breach.number}</b> has waited {format_seconds(breach.waited_seconds)} "
-        f"({clock}) for a first answer; the target is {breach.target_minutes:g} min."
-    )

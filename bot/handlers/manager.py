@@ -13,7 +13,8 @@ from telegram.ext import ApplicationHandlerStop
 from bot import digests, texts
 from bot.parsing import command_argument
 from bot.services import KefuContext
-from quality.digest import PeriodKind, render_stats_text
+from bot.texts.digest import render_stats_text
+from quality.digest import PeriodKind
 
 STATS_DAYS = {"7d": 7, "7": 7, "30d": 30, "30": 30}
 

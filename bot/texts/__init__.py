@@ -3,8 +3,9 @@
 Customer-facing texts exist in English (``en``) and Simplified Chinese (``zh``). Staff-facing texts
 are in English. One module per audience: ``common`` (escaping, Telegram lengths and splitting,
 durations, local times), ``customer``, ``staff``, ``records`` (customer records and need
-predictions), ``digest`` (digests and alerts). Every public name is re-exported here, so
-``from bot import texts; texts.customer_text(...)`` works whichever module holds it.
+predictions), ``digest`` (digests and alerts). Every public name of the first four is
+re-exported here, so ``from bot import texts; texts.customer_text(...)`` works whichever module
+holds it; the digest's texts are imported from ``bot.texts.digest`` (they load ``quality``).
 """
 
 from bot.texts.common import (
@@ -13,6 +14,7 @@ from bot.texts.common import (
     escape,
     format_duration,
     format_local,
+    format_seconds,
     split_escaped,
     split_lines,
     split_text,
@@ -75,6 +77,7 @@ __all__ = [
     "feature_label",
     "format_duration",
     "format_local",
+    "format_seconds",
     "queue",
     "reasons_plain",
     "reasons_text",

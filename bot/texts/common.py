@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import html
+import math
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
-
-from quality.digest import format_seconds
 
 TELEGRAM_TEXT_LIMIT = 4096
 
@@ -23,6 +22,23 @@ class _Values(dict[str, str]):
 
 def escape(value: object) -> str:
     return html.escape(str(value), quote=False)
+
+
+def format_seconds(seconds: float | None) -> str:
+    """Short human duration: 45s, 12m, 3h 05m, 2d 4h; a dash when unknown."""
+    if seconds is None or math.isnan(seconds):
+        return "–"
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    minutes = s // 60
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    d, hours = divmod(hours, 24)
+    return f"{d}d {hours}h"
 
 
 def format_duration(delta: timedelta) -> str:

@@ -1,15 +1,19 @@
 """The digest chart: daily customer messages stacked by category, and the daily mean rating
 with its control limits. PNG bytes drawn with matplotlib's Agg canvas (no pyplot, no display,
 safe in a worker thread). CPU work: call it through ``asyncio.to_thread`` from async code.
+
+The words on it (titles, axis and legend labels, the date format) come from the caller as
+:class:`ChartLabels` (``bot.texts.digest.CHART_LABELS``).
 """
 
 from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 from typing import Any
 
-from quality.digest import Digest
+from quality.digest.figures import Digest
 
 PALETTE = (
     "#4C78A8",
@@ -24,7 +28,24 @@ PALETTE = (
 )
 
 
-def render_chart(digest: Digest, *, dpi: int = 110) -> bytes:
+@dataclass(frozen=True, slots=True)
+class ChartLabels:
+    """The words on the chart. ``centre`` is formatted with ``centre`` (a float), ``day`` with
+    ``day`` (a date)."""
+
+    volume_title: str
+    volume_axis: str
+    no_messages: str
+    rating_title: str
+    rating_axis: str
+    centre: str
+    control_limits: str
+    mean_rating: str
+    outside: str
+    day: str
+
+
+def draw_chart(digest: Digest, labels: ChartLabels, *, dpi: int = 110) -> bytes:
     """Two panels (volume by category, mean rating with limits) as PNG bytes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import PolyCollection
@@ -34,7 +55,10 @@ def render_chart(digest: Digest, *, dpi: int = 110) -> bytes:
     chart = digest.chart
     days = list(chart.days)
     x = list(range(len(days)))
-    labels = [f"{d:%d %b}" if i % 7 == 0 or i == len(days) - 1 else "" for i, d in enumerate(days)]
+    ticks = [
+        labels.day.format(day=d) if i % 7 == 0 or i == len(days) - 1 else ""
+        for i, d in enumerate(days)
+    ]
     in_period = [digest.period.first <= d <= digest.period.last for d in days]
 
     fig = Figure(figsize=(8.0, 6.4))
@@ -57,15 +81,17 @@ def render_chart(digest: Digest, *, dpi: int = 110) -> bytes:
         handles.append(Patch(facecolor=colour, label=category))
         bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
     _shade(top, in_period)
-    top.set_title("Customer messages per day, by category", fontsize=11, loc="left")
-    top.set_ylabel("messages")
+    top.set_title(labels.volume_title, fontsize=11, loc="left")
+    top.set_ylabel(labels.volume_axis)
     top.grid(axis="y", alpha=0.3)
     if handles:
         top.legend(
             handles=handles, fontsize=8, ncols=min(4, len(handles)), loc="upper left", frameon=False
         )
     if not any(bottoms):
-        top.text(0.5, 0.5, "no messages", transform=top.transAxes, ha="center", color="#888888")
+        top.text(
+            0.5, 0.5, labels.no_messages, transform=top.transAxes, ha="center", color="#888888"
+        )
     top.set_ylim(0, max(1, max(bottoms, default=0)) * 1.25)
 
     ratings = digest.control.days
@@ -80,13 +106,19 @@ def render_chart(digest: Digest, *, dpi: int = 110) -> bytes:
             color="#555555",
             linewidth=1,
             linestyle="--",
-            label=f"centre {digest.control.centre:.2f}",
+            label=labels.centre.format(centre=digest.control.centre),
         )
     bottom.fill_between(
-        x, lower, upper, step="mid", color="#4C78A8", alpha=0.15, label="control limits (±3 SE)"
+        x, lower, upper, step="mid", color="#4C78A8", alpha=0.15, label=labels.control_limits
     )
     bottom.plot(
-        x, means, marker="o", markersize=3.5, color="#4C78A8", linewidth=1.2, label="mean rating"
+        x,
+        means,
+        marker="o",
+        markersize=3.5,
+        color="#4C78A8",
+        linewidth=1.2,
+        label=labels.mean_rating,
     )
     if outside:
         bottom.scatter(
@@ -95,18 +127,18 @@ def render_chart(digest: Digest, *, dpi: int = 110) -> bytes:
             color="#E45756",
             zorder=3,
             s=36,
-            label="outside the limits",
+            label=labels.outside,
         )
     _shade(bottom, in_period)
     shown = [v for v in (*means, *lower) if not math.isnan(v)]
     low = max(0.8, min(shown, default=1.0) - 0.3)
     bottom.set_ylim(low, 5.15)
-    bottom.set_ylabel("rating")
-    bottom.set_title("Daily mean rating (1–5) and control limits", fontsize=11, loc="left")
+    bottom.set_ylabel(labels.rating_axis)
+    bottom.set_title(labels.rating_title, fontsize=11, loc="left")
     bottom.grid(axis="y", alpha=0.3)
     bottom.legend(fontsize=8, loc="lower left", ncols=2, frameon=False)
-    ticks = [i for i, label in enumerate(labels) if label]
-    bottom.set_xticks(ticks, [labels[i] for i in ticks], fontsize=8)
+    shown_ticks = [i for i, tick in enumerate(ticks) if tick]
+    bottom.set_xticks(shown_ticks, [ticks[i] for i in shown_ticks], fontsize=8)
     bottom.set_xlim(-0.6, max(len(days) - 0.4, 0.4))
 
     buffer = io.BytesIO()

@@ -10,6 +10,7 @@ import pytest
 from scipy import stats as sps
 from sqlalchemy import select
 
+from bot.texts.digest import render_sla_breach, render_spike
 from crm.db import SessionFactory, session_scope
 from crm.models import Alert, Customer, Message, Ticket
 from quality import alerts
@@ -79,8 +80,8 @@ async def test_complaint_spike_announced_once_per_day_and_category(
     billing = found[1].result
     assert billing.p0 == pytest.approx(p0)
     assert billing.p_value == pytest.approx(sps.binom.sf(7, 12, p0))
-    assert "Complaint spike</b> in <b>billing</b>" in alerts.render_spike(found[1])
-    assert "8 of 12 customer messages are negative" in alerts.render_spike(found[1])
+    assert "Complaint spike</b> in <b>billing</b>" in render_spike(found[1])
+    assert "8 of 12 customer messages are negative" in render_spike(found[1])
 
     async with session_scope(session_factory) as session:
         again = await alerts.new_spikes(session, now=NOW + timedelta(minutes=5), tz=ZUTC)
@@ -156,7 +157,7 @@ async def test_sla_breaches_once_per_ticket(session_factory: SessionFactory) -> 
         (late, pytest.approx(2 * 3600.0, abs=1e-2), 77),
     ]
     assert found[1].number == 1000 + late
-    text = alerts.render_sla_breach(found[1], business_hours=False)
+    text = render_sla_breach(found[1], business_hours=False)
     assert text == (
         f"⏰ <b>#{1000 + late}</b> has waited 2h 00m (so far) for a first answer; "
         "the target is 60 min."
@@ -186,7 +187,7 @@ async def test_sla_counts_business_hours_only(session_factory: SessionFactory) -
             session, now=monday, hours=hours, target_minutes=60
         )
     assert breach.waited_seconds == pytest.approx(61 * 60.0, abs=1e-2)
-    assert "(business time)" in alerts.render_sla_breach(breach, business_hours=True)
+    assert "(business time)" in render_sla_breach(breach, business_hours=True)
 
 
 async def test_claim_is_idempotent(session_factory: SessionFactory) -> None:

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from bot.digests import render_chart
+from bot.texts import format_seconds, telegram_length
+from bot.texts.digest import render_stats_text, render_text
 from quality import fetch
-from quality.chart import render_chart
 from quality.digest import (
     CHART_DAYS,
     AtRiskCustomer,
@@ -24,15 +26,10 @@ from quality.digest import (
     RawDigest,
     StaffingOutlook,
     aggregate,
-    business_seconds,
-    format_seconds,
     make_period,
     mask_personal_data,
     period_figures,
     previous_period,
-    render_stats_text,
-    render_text,
-    telegram_length,
     themes,
 )
 from quality.fetch import (
@@ -45,7 +42,7 @@ from quality.fetch import (
     TicketCounts,
     TicketTimes,
 )
-from quality.stats import BusinessHours, business_seconds_between
+from quality.stats import BusinessHours, business_seconds, business_seconds_between
 
 BERLIN = ZoneInfo("Europe/Berlin")
 ZUTC = ZoneInfo("UTC")

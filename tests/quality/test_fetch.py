@@ -14,10 +14,11 @@ import typer
 from typer.testing import CliRunner
 
 from bot import digest_cli as cli
+from bot.texts.digest import render_text
 from crm.db import SessionFactory, session_scope
 from crm.models import Agent, Customer, Message, Rating, Ticket
 from quality import fetch
-from quality.digest import DigestConfig, PeriodKind, build_digest, render_text
+from quality.digest import DigestConfig, PeriodKind, build_digest
 from quality.stats import BusinessHours
 from settings import load_settings
 
