@@ -70,7 +70,9 @@ def run(
         err.print(BOTFATHER_HELP)
         raise typer.Exit(code=2)
     if webhook and not settings.webhook_url:
-        err.print("Webhook mode needs KEFU_WEBHOOK_URL (for example https://support.example.com/tg).")
+        err.print(
+            "Webhook mode needs KEFU_WEBHOOK_URL (for example https://support.example.com/tg)."
+        )
         raise typer.Exit(code=2)
     from bot import logs
     from bot.runtime import serve

@@ -187,7 +187,7 @@ async def on_error(update: object, context: KefuContext) -> None:
         chat.id == services.staff.chat_id or chat.id in services.staff.former_ids
     )
     if isinstance(error, KefuError):
-        details = {k: v for k, v in error.details.items() if k == "number"}
+        details: dict[str, Any] = {k: v for k, v in error.details.items() if k == "number"}
         key = error.code
     else:
         ref = uuid.uuid4().hex[:8]

@@ -2,7 +2,8 @@
 
 Each line typed is a customer message; the bot's replies and what the staff chat would show are
 printed. ``/agent TEXT`` answers as an agent, ``/resolve`` resolves, ``/rate N`` rates. The same
-services and the same database as the bot.
+flows as the bot (``crm/support/flows.py``), so the same rules, and the same database; the
+outcomes are carried out as text instead of through Telegram.
 """
 
 from __future__ import annotations
@@ -13,29 +14,60 @@ from collections.abc import Awaitable, Callable
 
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import texts, understanding
+from bot import render, texts
 from bot.services import AppServices
-from crm import agents, conversation, customers, tickets
-from crm.conversation import Incoming, RouteKind
+from crm import conversation, customers, messages, tickets
 from crm.errors import KefuError, TicketNotFound
-from crm.schemas import CustomerInfo, TicketInfo
+from crm.models import Customer
+from crm.schemas import CustomerInfo, MessageInfo
+from crm.support import flows
+from crm.support.flows import CustomerMessage, Person, StaffMember, StaffSpot
+from crm.support.outcomes import (
+    AnswerButton,
+    AnswerStaffButton,
+    CustomerStatus,
+    EditKeyboard,
+    EditStaffKeyboard,
+    Effect,
+    NotifyThread,
+    OpenStaffPlace,
+    Outcome,
+    Post,
+    RefreshCard,
+    RelayToCustomer,
+    RelayToStaff,
+    StaffQueue,
+    ToCustomer,
+    ToStaffChat,
+)
+from crm.support.understanding import prepare
 
 _TAG = re.compile(r"<[^>]+>")
+CONSOLE_AGENT_ID = -1
+CONSOLE_STAFF_CHAT = 0
 
 HELP = (
     "Type a message as the customer. Commands: /agent TEXT (reply as an agent), /note TEXT, "
-    "/resolve, /reopen, /rate N [comment], /yes, /no (after an automatic answer), /status, /new, "
-    "/human, /queue, /quit"
+    "/claim, /category NAME, /resolve, /reopen, /rate N [comment], /yes, /no (after an automatic "
+    "answer), /status, /new, /human, /queue, /quit"
 )
+KEYBOARD_HINTS = {
+    "solved": "[ Yes ] [ No ]   (answer with /yes or /no)",
+    "rating": "[ 1 ] [ 2 ] [ 3 ] [ 4 ] [ 5 ]   (answer with /rate N)",
+}
 
 
 def plain(html_text: str) -> str:
     return html.unescape(_TAG.sub("", html_text))
 
 
+Flow = Callable[[AsyncSession], Awaitable[Outcome]]
+
+
 class ConsoleSession:
-    """One customer and one agent talking through Kefu's services."""
+    """One customer and one agent talking through Kefu's flows."""
 
     def __init__(
         self,
@@ -48,14 +80,12 @@ class ConsoleSession:
         out: Callable[[str, str], None] | None = None,
     ) -> None:
         self.services = services
-        self.user_id = user_id
-        self.name = name
+        self.person = Person(
+            telegram_user_id=user_id, chat_id=user_id, first_name=name, language_code=language
+        )
         self.language = language
-        self.agent_name = agent_name
+        self.member = StaffMember(CONSOLE_AGENT_ID, agent_name, None, allowed=True)
         self.out = out or (lambda who, text: print(f"[{who}] {text}"))
-        self._customer: CustomerInfo | None = None
-        self._message_id = 0
-        self._awaiting_verdict: tuple[int, str] | None = None  # (ticket id, answer language)
 
     def bot(self, html_text: str) -> None:
         self.out("bot → customer", plain(html_text))
@@ -72,265 +102,232 @@ class ConsoleSession:
         try:
             if command in ("/quit", "/exit"):
                 return False
-            await self._load_customer()
             handler = self._commands().get(command)
             if handler is not None:
                 await handler(rest.strip())
             elif command.startswith("/"):
-                await self._help()  # like the bot: an unknown command is answered with help
+                await self._run(self._greet("help"))  # like the bot: unknown commands get help
             else:
                 await self.customer_says(line)
         except KefuError as exc:
             self.out("error", plain(texts.customer_text(self.language, exc.code)))
         return True
 
-    def _commands(self) -> dict[str, Callable[[str], Awaitable[None]]]:
+    def _commands(self) -> dict[str, Callable[[str], Awaitable[object]]]:
         return {
             "/agent": self.agent_says,
-            "/note": self.note,
-            "/resolve": lambda _: self.resolve(),
-            "/reopen": lambda _: self.reopen(),
+            "/note": lambda text: self._staff_command("note", text),
+            "/claim": lambda _: self._staff_command("claim"),
+            "/category": lambda name: self._staff_command("category", name),
+            "/resolve": lambda _: self._staff_command("resolve"),
+            "/reopen": lambda _: self._staff_command("reopen", latest=True),
             "/rate": self.rate,
-            "/status": lambda _: self.status(),
-            "/new": lambda _: self.new(),
-            "/human": lambda _: self.human(),
-            "/queue": lambda _: self.queue(),
+            "/status": lambda _: self._run(self._simple(flows.status_asked)),
+            "/new": lambda _: self._run(self._simple(flows.new_ticket_asked)),
+            "/human": lambda _: self._run(self._simple(flows.human_asked)),
+            "/queue": lambda _: self._run(self._queue()),
             "/help": lambda _: self._help(),
-            "/start": lambda _: self._start(),
+            "/start": lambda _: self._run(self._greet("start")),
             "/yes": lambda _: self.verdict(True),
             "/no": lambda _: self.verdict(False),
         }
 
-    async def _load_customer(self) -> None:
-        """Pick up where an earlier console session left off (same database, same customer)."""
-        if self._customer is not None:
-            return
-        async with self.services.session() as session:
-            row = await customers.get_by_telegram_id(session, telegram_user_id=self.user_id)
-            if row is not None:
-                self._customer = CustomerInfo.of(row)
-
-    async def _start(self) -> None:
-        self.bot(texts.customer_text(self.language, "start", name=self.name))
-
     async def _help(self) -> None:
         self.out("console", HELP)
 
+    # ------------------------------------------------------------------ running flows
+
+    async def _run(self, flow: Flow) -> Outcome:
+        outcome = await self.services.runner.run(flow, store_effects=False)
+        for effect in outcome.effects:
+            await self.show(effect)
+        return outcome
+
+    def _greet(self, key: str) -> Flow:
+        services = self.services
+        return lambda s: flows.greeted(
+            s, desk=services.desk, person=self.person, key=key, now=services.now()
+        )
+
+    def _simple(self, flow: Callable[..., Awaitable[Outcome]]) -> Flow:
+        services = self.services
+        return lambda s: flow(s, desk=services.desk, person=self.person, now=services.now())
+
+    def _queue(self) -> Flow:
+        spot = StaffSpot(CONSOLE_STAFF_CHAT, None, None)
+        return lambda s: flows.queue_asked(
+            s, member=self.member, spot=spot, now=self.services.now()
+        )
+
     async def customer_says(self, text: str) -> None:
         services = self.services
-        self._message_id += 1
-        incoming = Incoming(
-            telegram_user_id=self.user_id,
-            chat_id=self.user_id,
-            first_name=self.name,
-            language_code=self.language,
+        now = services.now()
+        understood = await prepare(
+            services.session_factory,
+            services.analyzer,
+            telegram_user_id=self.person.telegram_user_id,
             text=text,
-            message_id=None,
+            now=now,
         )
-        async with services.session() as session:
-            customer, message_id = await conversation.store_incoming(
-                session, incoming=incoming, now=services.now()
+        incoming = CustomerMessage(person=self.person, text=text)
+        await self._run(
+            lambda s: flows.customer_wrote(
+                s, desk=services.desk, incoming=incoming, understood=understood, now=now
             )
-            self._customer = customer
-        async with services.session() as session:
-            routed = await conversation.route_incoming(
-                session, message_id=message_id, reply_to_message_id=None, now=services.now()
-            )
-        understood = await understanding.understand(services, routed)
-        language = understanding.reply_language(customer.language, understood)
-        number = routed.ticket.number
-        if routed.kind == RouteKind.NEW_TICKET:
-            answer = understanding.automatic_answer(services, understood, language)
-            if answer is not None:
-                async with services.session() as session:
-                    await conversation.auto_answer(
-                        session, ticket_id=routed.ticket.id, text=answer, now=services.now()
-                    )
-                self._awaiting_verdict = (routed.ticket.id, language)
-                self.bot(texts.customer_text(language, "auto_answer", number=number, answer=answer))
-                self.out("bot → customer", "[ Yes ] [ No ]   (answer with /yes or /no)")
-                return
-            now = services.now()
-            opening = None
-            if not services.hours.is_open(now):
-                opening = texts.format_local(services.hours.next_opening(now), services.settings.tz)
-            self.bot(texts.ack_new_ticket(language, number, opening))
-            await self._hand_to_agents(routed.ticket.id)
-            return
-        if self._awaiting_verdict is not None and self._awaiting_verdict[0] == routed.ticket.id:
-            self.bot(texts.customer_text(language, "escalated_after_answer", number=number))
-            await self._hand_to_agents(routed.ticket.id)
-            return
-        self.staff(texts.relay_header(customer, number) + "\n" + texts.escape(text))
-
-    async def _hand_to_agents(self, ticket_id: int) -> None:
-        """What the staff chat would show: the card with the analysis, then the messages."""
-        services = self.services
-        self._awaiting_verdict = None
-        async with services.session() as session:
-            action = await conversation.hand_to_agents(
-                session, ticket_id=ticket_id, now=services.now()
-            )
-            unseen = await conversation.unseen_by_agents(session, ticket_id=ticket_id)
-        card = await understanding.fresh_card(services, ticket_id)
-        record = await services.customer_record(action.customer.id)
-        self.staff(texts.staff_card(card, services.settings.tz, record))
-        for message in unseen:
-            header = texts.relay_header(action.customer, action.ticket.number)
-            self.staff(header + "\n" + texts.escape(message.text))
+        )
 
     async def verdict(self, solved: bool) -> None:
-        """/yes or /no after an automatic answer."""
-        if self._awaiting_verdict is None or self._customer is None:
+        """/yes or /no after an automatic answer (found in the database: survives a restart)."""
+        async with self.services.session() as session:
+            ticket_id = await flows.pending_verdict(
+                session, telegram_user_id=self.person.telegram_user_id
+            )
+        if ticket_id is None:
             self.out("console", "There is no automatic answer waiting for /yes or /no.")
             return
-        ticket_id, language = self._awaiting_verdict
         services = self.services
-        async with services.session() as session:
-            if solved:
-                ticket = await conversation.self_served(
-                    session, ticket_id=ticket_id, customer_id=self._customer.id, now=services.now()
-                )
-            else:
-                ticket = (
-                    await conversation.escalate(
-                        session,
-                        ticket_id=ticket_id,
-                        customer_id=self._customer.id,
-                        now=services.now(),
-                    )
-                ).ticket
-        if solved:
-            self._awaiting_verdict = None
-            self.bot(texts.customer_text(language, "self_served", number=ticket.number))
-            return
-        self.bot(texts.customer_text(language, "escalated_after_answer", number=ticket.number))
-        await self._hand_to_agents(ticket_id)
-
-    async def _active(self) -> TicketInfo:
-        if self._customer is None:
-            raise TicketNotFound()
-        async with self.services.session() as session:
-            active = await tickets.list_active_for_customer(session, customer_id=self._customer.id)
-        if not active:
-            raise TicketNotFound()
-        return active[-1]
-
-    async def _agent_id(self) -> int:
-        async with self.services.session() as session:
-            agent = await agents.upsert(
-                session,
-                telegram_user_id=-1,
-                first_name=self.agent_name,
-                username=None,
-                now=self.services.now(),
+        await self._run(
+            lambda s: flows.verdict(
+                s,
+                desk=services.desk,
+                person=self.person,
+                tap=None,
+                ticket_id=ticket_id,
+                solved=solved,
+                language=None,
+                now=services.now(),
             )
-            return agent.id
+        )
+
+    async def _ticket_id(self, *, latest: bool = False) -> int:
+        """The customer's ticket in work (or, for /reopen, their latest one)."""
+        async with self.services.session() as session:
+            customer = await customers.get_by_telegram_id(
+                session, telegram_user_id=self.person.telegram_user_id
+            )
+            if customer is None:
+                raise TicketNotFound()
+            if latest:
+                return (await tickets.get_latest_for_customer(session, customer_id=customer.id)).id
+            ticket = await tickets.get_active_for_customer(session, customer_id=customer.id)
+        if ticket is None:
+            raise TicketNotFound()
+        return ticket.id
 
     async def agent_says(self, text: str) -> None:
-        ticket = await self._active()
-        agent_id = await self._agent_id()
-        async with self.services.session() as session:
-            reply = await conversation.agent_message(
-                session, ticket_id=ticket.id, agent_id=agent_id, text=text, now=self.services.now()
+        ticket_id = await self._ticket_id()
+        services = self.services
+        spot = StaffSpot(CONSOLE_STAFF_CHAT, None, None)
+        await self._run(
+            lambda s: flows.agent_wrote(
+                s,
+                desk=services.desk,
+                member=self.member,
+                spot=spot,
+                text=text,
+                media=None,
+                now=services.now(),
+                ticket_id=ticket_id,
             )
-        body = text
-        if self.services.settings.agent_signature:
-            body += "\n\n" + texts.agent_signature(reply.customer.language, self.agent_name)
-        self.out("bot → customer", body)
+        )
 
-    async def note(self, text: str) -> None:
-        ticket = await self._active()
-        agent_id = await self._agent_id()
-        async with self.services.session() as session:
-            await conversation.add_note(
-                session, ticket_id=ticket.id, agent_id=agent_id, text=text, now=self.services.now()
+    async def _staff_command(
+        self, command: str, argument: str = "", *, latest: bool = False
+    ) -> None:
+        ticket_id = await self._ticket_id(latest=latest)
+        services = self.services
+        spot = StaffSpot(CONSOLE_STAFF_CHAT, None, None)
+        await self._run(
+            lambda s: flows.staff_command(
+                s,
+                desk=services.desk,
+                member=self.member,
+                spot=spot,
+                command=command,
+                argument=argument,
+                ticket_id=ticket_id,
+                now=services.now(),
             )
-        self.staff(texts.staff_text("note_saved", number=ticket.number))
-
-    async def resolve(self) -> None:
-        ticket = await self._active()
-        agent_id = await self._agent_id()
-        async with self.services.session() as session:
-            action = await conversation.resolve(
-                session, ticket_id=ticket.id, agent_id=agent_id, now=self.services.now()
-            )
-        self.bot(texts.customer_text(action.customer.language, "resolved", number=ticket.number))
-        self.out("bot → customer", "[ 1 ] [ 2 ] [ 3 ] [ 4 ] [ 5 ]   (answer with /rate N)")
-        self.staff(texts.staff_text("resolved", agent=self.agent_name, number=ticket.number))
-
-    async def reopen(self) -> None:
-        number = await self._last_ticket_number()
-        async with self.services.session() as session:
-            ticket = await tickets.get_by_number(session, number=number)
-            await conversation.reopen(session, ticket_id=ticket.id, now=self.services.now())
-        self.staff(texts.staff_text("reopened", agent=self.agent_name, number=number))
-
-    async def _last_ticket_number(self) -> int:
-        if self._customer is None:
-            raise TicketNotFound()
-        async with self.services.session() as session:
-            ticket = await tickets.get_latest_for_customer(session, customer_id=self._customer.id)
-        return ticket.number or 0
+        )
 
     async def rate(self, argument: str) -> None:
         score_text, _, comment = argument.partition(" ")
-        if not score_text.isdigit():
-            self.out("console", "Usage: /rate N [comment], with N from 1 to 5")
-            return
-        number = await self._last_ticket_number()
-        assert self._customer is not None  # noqa: S101 - set by _last_ticket_number
-        async with self.services.session() as session:
-            ticket = await tickets.get_by_number(session, number=number)
-            given = await conversation.rate(
+        try:
+            score = int(score_text)
+        except ValueError:
+            score = 0
+        ticket_id = await self._ticket_id(latest=True)
+        services = self.services
+
+        async def rate_and_comment(session: AsyncSession) -> Outcome:
+            outcome = await flows.rated(
                 session,
-                ticket_id=ticket.id,
-                customer_id=self._customer.id,
-                score=int(score_text),
-                now=self.services.now(),
+                desk=services.desk,
+                person=self.person,
+                tap=None,
+                ticket_id=ticket_id,
+                score=score,
+                now=services.now(),
             )
-            if comment.strip():
-                await conversation.add_rating_comment(
-                    session, rating_id=given.rating_id, text=comment.strip()
-                )
-        self.bot(texts.customer_text(self.language, "rated", score=given.score))
-        self.staff(
-            texts.staff_text(
-                "rating", number=number, stars=texts.stars(given.score), score=given.score
-            )
-        )
+            if comment.strip():  # the console's stand-in for replying to the comment prompt
+                rating = await conversation.rating_of(session, ticket_id=ticket_id)
+                if rating is not None:
+                    await conversation.add_rating_comment(
+                        session, rating_id=rating, text=comment.strip()
+                    )
+                outcome.effects = [
+                    e for e in outcome.effects if not (isinstance(e, ToCustomer) and e.remember)
+                ]
+            return outcome
 
-    async def status(self) -> None:
-        if self._customer is None:
-            self.bot(texts.customer_text(self.language, "status_none"))
-            return
-        async with self.services.session() as session:
-            active = await tickets.list_active_for_customer(session, customer_id=self._customer.id)
-        self.bot(texts.status_list(self.language, active, self.services.settings.tz))
+        await self._run(rate_and_comment)
 
-    async def new(self) -> None:
-        if self._customer is not None:
+    # ------------------------------------------------------------------ effects as text
+
+    async def show(self, effect: Effect) -> None:
+        tz = self.services.settings.tz
+        if isinstance(effect, ToCustomer):
+            self.bot(render.say(effect.say, tz))
+            hint = KEYBOARD_HINTS.get(effect.keyboard.kind) if effect.keyboard else None
+            if hint:
+                self.out("bot → customer", hint)
+        elif isinstance(effect, CustomerStatus):
             async with self.services.session() as session:
-                await conversation.request_new_ticket(session, customer_id=self._customer.id)
-        self.bot(texts.customer_text(self.language, "new_ticket"))
-
-    async def human(self) -> None:
-        ticket = None
-        if self._customer is not None:
-            async with self.services.session() as session:
-                ticket = await conversation.request_human(
-                    session, customer_id=self._customer.id, now=self.services.now()
+                active = await tickets.list_active_for_customer(
+                    session, customer_id=effect.customer_id
                 )
-        if ticket is None:
-            self.bot(texts.customer_text(self.language, "human_no_ticket"))
-            return
-        self.bot(texts.customer_text(self.language, "human_escalated", number=ticket.number))
-        self.staff(texts.staff_text("escalated", number=ticket.number))
-
-    async def queue(self) -> None:
-        async with self.services.session() as session:
-            items = await tickets.queue(session)
-        self.staff(texts.queue(items, self.services.now()))
+            self.bot(texts.status_list(effect.language, active, tz))
+        elif isinstance(effect, OpenStaffPlace):
+            async with self.services.session() as session:
+                card = await tickets.card(session, ticket_id=effect.ticket_id)
+            record = await self.services.customer_record(card.customer.id)
+            self.staff(texts.staff_card(card, tz, record))
+        elif isinstance(effect, RelayToStaff):
+            async with self.services.session() as session:
+                row = await messages.get(session, message_id=effect.message_id)
+                info = MessageInfo.of(row)
+                customer = CustomerInfo.of(await session.get_one(Customer, row.customer_id))
+                number = (await tickets.get(session, ticket_id=effect.ticket_id)).number or 0
+            self.staff(texts.relay_header(customer, number) + "\n" + texts.escape(info.text))
+        elif isinstance(effect, NotifyThread | ToStaffChat):
+            self.staff(render.say(effect.say, tz))
+        elif isinstance(effect, RelayToCustomer):
+            async with self.services.session() as session:
+                text = (await messages.get(session, message_id=effect.message_id)).text
+            signature = render.say(effect.signature, tz) if effect.signature else None
+            self.out("bot → customer", f"{text}\n\n{plain(signature)}" if signature else text)
+        elif isinstance(effect, StaffQueue):
+            async with self.services.session() as session:
+                items = await tickets.queue(session)
+            self.staff(texts.queue(items, self.services.now()))
+        elif isinstance(effect, Post):
+            for part in effect.html:
+                (self.bot if effect.for_customer else self.staff)(part)
+        elif isinstance(
+            effect,
+            RefreshCard | AnswerButton | AnswerStaffButton | EditKeyboard | EditStaffKeyboard,
+        ):
+            pass  # buttons and card refreshes have no text of their own
 
 
 async def run_console(services: AppServices, session: ConsoleSession, console: Console) -> None:

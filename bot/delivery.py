@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -190,10 +191,8 @@ class Delivery:
             if len(due) == room and room > 0:
                 continue  # more may be due right now
             timeout = await self._sleep_for(state)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(state.wake.wait(), timeout)
-            except TimeoutError:
-                pass
 
     async def _claim(self, state: _Lane, room: int) -> list[Due]:
         async with self.services.session() as session:
@@ -255,7 +254,9 @@ class Delivery:
             return
         except (NetworkError, TelegramError) as exc:  # 5xx, dropped connections, timeouts
             delay = backoff(row.attempts)
-            log.info("%s (row %s) not delivered (%s); retry in %.1fs", effect.kind, row.id, exc, delay)
+            log.info(
+                "%s (row %s) not delivered (%s); retry in %.1fs", effect.kind, row.id, exc, delay
+            )
             await self._finish(row, retry_in=delay, error=str(exc))
             return
         await self._finish(row, write_back=write_back)

@@ -14,10 +14,12 @@ arrived; the dispatcher hands stored updates to the handlers in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -179,7 +181,8 @@ class Poller:
                 await self._pause(5)
                 continue
             except RetryAfter as exc:
-                wait = float(getattr(exc.retry_after, "total_seconds", lambda: exc.retry_after)())
+                after = exc.retry_after
+                wait = after.total_seconds() if isinstance(after, timedelta) else float(after)
                 await self._pause(wait)
                 continue
             except TelegramError as exc:
@@ -194,13 +197,13 @@ class Poller:
                 continue
             fresh = set(await store(self.services, updates))
             offset = max(int(u["update_id"]) for u in updates) + 1  # confirmed by the next call
-            self.dispatcher.feed([(int(u["update_id"]), u) for u in updates if u["update_id"] in fresh])
+            self.dispatcher.feed(
+                [(int(u["update_id"]), u) for u in updates if u["update_id"] in fresh]
+            )
 
     async def _pause(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
-        except TimeoutError:
-            pass
 
     async def stop(self) -> None:
         self._stopping.set()

@@ -29,12 +29,12 @@ def say(what: Say, tz: ZoneInfo) -> str:
             local = (
                 texts.format_local(datetime.fromisoformat(str(opening)), tz) if opening else None
             )
-            return texts.ack_new_ticket(what.language, int(values["number"] or 0), local)
+            return texts.ack_new_ticket(what.language, _int(values.get("number")), local)
         if what.key == "signature":
             return texts.agent_signature(what.language, str(values.get("name") or ""))
         return texts.customer_text(what.language, what.key, **values)
     if what.key == "rating":
-        values["stars"] = texts.stars(int(values.get("score") or 0))
+        values["stars"] = texts.stars(_int(values.get("score")))
     if what.key == "category_set":
         values["category"] = texts.category_label(str(values.get("category") or ""))
     return texts.staff_text(what.key, **values)
@@ -50,15 +50,15 @@ def keyboard(kb: Keyboard | None, categories: tuple[str, ...] = ()) -> Markup | 
         return None
     args = kb.args
     if kb.kind == "rating":
-        return keyboards.rating(int(args[0] or 0))
+        return keyboards.rating(_int(args[0]))
     if kb.kind == "solved":
-        return keyboards.solved(int(args[0] or 0), str(args[1]))
+        return keyboards.solved(_int(args[0]), str(args[1]))
     if kb.kind == "languages":
         return keyboards.languages()
     if kb.kind == "categories":
-        return keyboards.categories(int(args[0] or 0), categories)
+        return keyboards.categories(_int(args[0]), categories)
     if kb.kind == "staff_card":
-        return keyboards.card_buttons(int(args[0] or 0), TicketStatus(str(args[1])))
+        return keyboards.card_buttons(_int(args[0]), TicketStatus(str(args[1])))
     if kb.kind == "force_reply":
         return ForceReply(selective=True)
     if kb.kind == "share_contact":
@@ -67,3 +67,7 @@ def keyboard(kb: Keyboard | None, categories: tuple[str, ...] = ()) -> Markup | 
     if kb.kind == "remove":
         return ReplyKeyboardRemove()
     raise ValueError(f"unknown keyboard {kb.kind!r}")
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, int | float | str) and str(value).strip() else 0

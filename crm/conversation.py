@@ -478,3 +478,9 @@ async def ticket_context(session: AsyncSession, *, ticket_id: int, now: datetime
         excluding=ticket.id,
     )
     return TicketContext(texts=texts, repeated_contact=unresolved)
+
+
+async def rating_of(session: AsyncSession, *, ticket_id: int) -> int | None:
+    """The id of the ticket's rating, if it was rated."""
+    rating = await ratings.get_for_ticket(session, ticket_id=ticket_id)
+    return rating.id if rating is not None else None

@@ -25,10 +25,10 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
     false,
     text,
 )
-from sqlalchemy import event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -333,8 +333,12 @@ class InboxUpdate(Base):
 
     __tablename__ = "inbox_updates"
     __table_args__ = (
-        Index("ix_inbox_pending", "update_id", postgresql_where=text("done_at IS NULL"),
-              sqlite_where=text("done_at IS NULL")),
+        Index(
+            "ix_inbox_pending",
+            "update_id",
+            postgresql_where=text("done_at IS NULL"),
+            sqlite_where=text("done_at IS NULL"),
+        ),
     )
 
     update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

@@ -206,7 +206,9 @@ async def reopen(session: AsyncSession, *, ticket: Ticket, now: datetime) -> Tic
     ticket.resolution = None
     ticket.reopened_count += 1
     # It takes the customer's messages again unless another ticket does by now.
-    ticket.is_current = await get_current_for_customer(session, customer_id=ticket.customer_id) is None
+    ticket.is_current = (
+        await get_current_for_customer(session, customer_id=ticket.customer_id) is None
+    )
     ticket.updated_at = now
     await session.flush()
     return ticket

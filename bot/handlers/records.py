@@ -84,7 +84,11 @@ async def link(update: Update, context: KefuContext) -> None:
     customer_id, language = await _customer_row(update, context)
     code = command_argument(message)
     if not code:
-        await reply(update, context, record_text(language, "share_prompt"), keyboard=_share_keyboard(language)
+        await reply(
+            update,
+            context,
+            record_text(language, "share_prompt"),
+            keyboard=_share_keyboard(language),
         )
         raise ApplicationHandlerStop
     async with context.services.session() as session:
@@ -103,7 +107,8 @@ async def share(update: Update, context: KefuContext) -> None:
     message = update.effective_message
     assert message is not None  # noqa: S101
     _, language = await _customer_row(update, context)
-    await reply(update, context, record_text(language, "share_prompt"), keyboard=_share_keyboard(language)
+    await reply(
+        update, context, record_text(language, "share_prompt"), keyboard=_share_keyboard(language)
     )
     raise ApplicationHandlerStop
 

@@ -31,9 +31,7 @@ async def reply(
         html=chunks,
         for_customer=chat.type == ChatType.PRIVATE,
         thread_id=(
-            message.message_thread_id
-            if message is not None and message.is_topic_message
-            else None
+            message.message_thread_id if message is not None and message.is_topic_message else None
         ),
         keyboard=keyboard,
         photo_png_base64=base64.b64encode(photo_png).decode() if photo_png else None,

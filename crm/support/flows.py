@@ -381,7 +381,7 @@ async def rated(
     *,
     desk: Desk,
     person: Person,
-    tap: Tap,
+    tap: Tap | None,
     ticket_id: int,
     score: int,
     now: datetime,
@@ -394,8 +394,9 @@ async def rated(
     ticket = await tickets.get(session, ticket_id=ticket_id)
     thanks = Say.customer(customer.language, "rated", score=given.score)
     outcome = Outcome(ticket_id=ticket.id, ticket_number=ticket.number)
+    if tap is not None:
+        outcome.add(AnswerButton(callback_query_id=tap.callback_query_id, say=thanks))
     outcome.add(
-        AnswerButton(callback_query_id=tap.callback_query_id, say=thanks),
         _to(customer, thanks),
         ToCustomer(
             customer_id=customer.id,
@@ -438,7 +439,9 @@ async def verdict(
         if ticket.status != TicketStatus.PENDING or ticket.escalated_at is not None:
             raise AlreadyAnswered(number=ticket.number)
         await tickets.resolve(session, ticket=ticket, now=now, resolution=Resolution.SELF_SERVED)
-        return outcome.add(_to(customer, Say.customer(language, "self_served", number=ticket.number)))
+        return outcome.add(
+            _to(customer, Say.customer(language, "self_served", number=ticket.number))
+        )
     if ticket.escalated_at is not None:
         raise AlreadyAnswered(number=ticket.number)
     await tickets.escalate(session, ticket=ticket, now=now)
@@ -503,9 +506,13 @@ async def agent_wrote(
     text: str,
     media: Media | None,
     now: datetime,
+    ticket_id: int | None = None,
 ) -> Outcome:
-    """An agent's message in a ticket's topic, or replying to its card or a customer message."""
-    ticket = await _ticket_at(session, spot)
+    """An agent's message in a ticket's topic, or replying to its card or a customer message
+    (or, from the console, to ``ticket_id``)."""
+    ticket = (
+        await session.get(Ticket, ticket_id) if ticket_id is not None else None
+    ) or await _ticket_at(session, spot)
     if ticket is None:
         if spot.reply_to_bot:  # a reply to one of Kefu's notices would reach nobody: say so
             return Outcome().add(_reply(spot, Say.staff("not_in_ticket")))
@@ -574,7 +581,7 @@ async def staff_command(
 
     if not member.allowed:
         return refuse(Say.staff("not_agent"))
-    if tap is not None:
+    if tap is not None or ticket_id is not None:
         ticket = await session.get(Ticket, ticket_id or 0)
         if ticket is None:
             raise TicketNotFound(ticket_id=ticket_id)

@@ -43,7 +43,7 @@ async def store(
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         statement = insert(InboxUpdate).values(fresh).on_conflict_do_nothing()
         await session.execute(statement)
-    return [r["update_id"] for r in fresh]
+    return [int(str(r["update_id"])) for r in fresh]
 
 
 async def pending(session: AsyncSession, *, limit: int = 500) -> list[tuple[int, dict[str, Any]]]:

@@ -37,31 +37,34 @@ class FlowRunner:
         self.clock = clock
         self.on_commit = on_commit
 
-    async def run(self, flow: Flow, *, update_id: int | None = None) -> Outcome:
+    async def run(
+        self, flow: Flow, *, update_id: int | None = None, store_effects: bool = True
+    ) -> Outcome:
         """Run ``flow`` in one transaction. With ``update_id``, an update already handled is not
         handled again (empty outcome with ``duplicate``) and the update is marked done."""
         for attempt in range(1, RACE_RETRIES + 1):
             try:
                 outcome = await retry_transient(
-                    lambda: self._once(flow, update_id), what="running a flow"
+                    lambda: self._once(flow, update_id, store_effects), what="running a flow"
                 )
             except IntegrityError:
                 if attempt == RACE_RETRIES:
                     raise
                 log.info("a concurrent change won a race; deciding again (attempt %d)", attempt)
                 continue
-            if outcome.effects and self.on_commit is not None:
+            if outcome.effects and store_effects and self.on_commit is not None:
                 self.on_commit(outcome)
             return outcome
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _once(self, flow: Flow, update_id: int | None) -> Outcome:
+    async def _once(self, flow: Flow, update_id: int | None, store_effects: bool) -> Outcome:
         async with session_scope(self.factory) as session:
             if update_id is not None and not await inbox.claim(session, update_id=update_id):
                 return Outcome(duplicate=True)
             outcome = await flow(session)
             now = self.clock()
-            await outbox.add(session, effects=outcome.effects, now=now)
+            if store_effects:  # the console carries effects out itself, as text
+                await outbox.add(session, effects=outcome.effects, now=now)
             if update_id is not None:
                 await inbox.mark_done(session, update_ids=[update_id], now=now)
         return outcome

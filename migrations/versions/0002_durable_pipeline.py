@@ -46,9 +46,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "outbox",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("lane", sa.String(length=16), nullable=False),
         sa.Column("destination", sa.String(length=64), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),

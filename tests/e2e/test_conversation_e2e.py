@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from sqlalchemy import func, select
-
 import pytest
+from sqlalchemy import func, select
 
 from crm.models import Customer, InboxUpdate, Message, Rating, Ticket, TicketStatus
 from crm.support import flows
