@@ -84,21 +84,12 @@ async def _run(settings: Settings, request: DigestRequest, now: datetime) -> tup
 
 async def _send(settings: Settings, rendered: Rendered, factory: Any) -> int:
     from sqlalchemy.exc import IntegrityError
-    from telegram import Bot
 
-    from bot.digests import send_to_managers
     from crm.db import session_scope
     from crm.models import DigestRun
 
     assert settings.telegram_token is not None  # noqa: S101 - checked before
-    api = settings.telegram_api_url.rstrip("/")
-    bot = Bot(
-        settings.telegram_token.get_secret_value(),
-        base_url=f"{api}/bot",
-        base_file_url=f"{api}/file/bot",
-    )
-    async with bot:
-        sent = await send_to_managers(bot, settings.manager_chat_ids, rendered)
+    sent = await _deliver(settings, rendered)
     period = rendered.digest.period
     if period.partial or sent == 0:
         return sent  # a period still running (or not delivered): the schedule sends it in full
@@ -199,3 +190,48 @@ def register(app: typer.Typer, settings_factory: Callable[[], Settings]) -> None
 def _plain(html_text: str) -> str:
     """The digest's Telegram HTML as terminal text."""
     return html.unescape(re.sub(r"<[^>]+>", "", html_text))
+
+
+async def _deliver(settings: Settings, rendered: Rendered) -> int:
+    """Through the outbox like every send: stored, then carried out by delivery (with its
+    retries) until the outbox is empty or a minute has passed. Returns the chats reached."""
+    import asyncio
+
+    from telegram import Bot
+
+    from bot.app import build_services
+    from bot.delivery import Delivery
+    from bot.digests import posts
+    from crm.support.outcomes import Outcome
+
+    assert settings.telegram_token is not None  # noqa: S101 - checked by the caller
+    api = settings.telegram_api_url.rstrip("/")
+    bot = Bot(
+        settings.telegram_token.get_secret_value(),
+        base_url=f"{api}/bot",
+        base_file_url=f"{api}/file/bot",
+    )
+    services = build_services(settings)
+    from crm.support import outbox
+
+    try:
+        async with services.session() as session:
+            failed_before = (await outbox.counts(session)).get("failed", 0)
+        ids = settings.manager_chat_ids
+        await services.runner.effects_only(Outcome(list(posts(ids, rendered))))
+        async with bot:
+            delivery = Delivery(services, bot)
+            await delivery.start()
+            try:
+                for _ in range(600):
+                    if await delivery.idle():
+                        break
+                    await asyncio.sleep(0.1)
+            finally:
+                await delivery.stop()
+        async with services.session() as session:
+            counts = await outbox.counts(session)
+        delivered = counts.get("pending", 0) == 0 and counts.get("failed", 0) == failed_before
+        return len(ids) if delivered else 0
+    finally:
+        await services.aclose()

@@ -8,6 +8,7 @@ Used by the scheduled jobs (:mod:`bot.jobs`), the managers' ``/digest`` and ``/s
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib
 import logging
 from collections.abc import Sequence
@@ -16,14 +17,12 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import Bot, InputFile, LinkPreviewOptions
-from telegram.constants import ParseMode
-from telegram.error import TelegramError
 
 from bot import texts
 from bot.services import AppServices
 from bot.texts import digest as digest_texts
 from crm import needs
+from crm.support.outcomes import Post
 from quality.digest import (
     AtRiskCustomer,
     Digest,
@@ -175,29 +174,16 @@ async def needs_outlook(services: AppServices, *, top: int = 5) -> NeedsOutlook 
     return NeedsOutlook(at_risk=at_risk, staffing=staffing)
 
 
-async def send_rendered(bot: Bot, chat_id: int, rendered: Rendered) -> None:
-    """Text (HTML) then the chart to one chat."""
-    await bot.send_message(
-        chat_id,
-        rendered.text,
-        parse_mode=ParseMode.HTML,
-        link_preview_options=LinkPreviewOptions(is_disabled=True),
-    )
-    if rendered.png:
-        await bot.send_photo(
-            chat_id,
-            photo=InputFile(rendered.png, filename="digest.png"),
-            caption=digest_texts.photo_caption(rendered.digest),
+def posts(chat_ids: Sequence[int], rendered: Rendered) -> list[Post]:
+    """The digest as outbox effects: its text then its chart, for every chat."""
+    png = base64.b64encode(rendered.png).decode() if rendered.png else None
+    caption = digest_texts.photo_caption(rendered.digest) if rendered.png else None
+    return [
+        Post(
+            chat_id=chat_id,
+            html=texts.split_lines(rendered.text),
+            photo_png_base64=png,
+            photo_caption=caption,
         )
-
-
-async def send_to_managers(bot: Bot, chat_ids: Sequence[int], rendered: Rendered) -> int:
-    """Send to every manager chat; returns how many received it (failures are logged)."""
-    sent = 0
-    for chat_id in chat_ids:
-        try:
-            await send_rendered(bot, chat_id, rendered)
-            sent += 1
-        except TelegramError as exc:
-            log.warning("could not send the digest to chat %s: %s", chat_id, exc)
-    return sent
+        for chat_id in chat_ids
+    ]

@@ -18,17 +18,17 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import delete, update
-from sqlalchemy.exc import IntegrityError
-from telegram import Bot, ReplyParameters
-from telegram.constants import ParseMode
-from telegram.error import TelegramError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import Bot
 from telegram.ext import Application, CommandHandler
 
-from bot.digests import build, send_to_managers
+from bot import texts
+from bot.digests import build, posts
 from bot.services import AppServices, KefuContext
 from bot.texts import digest as digest_texts
 from crm.models import DigestRun
+from crm.support.outcomes import Effect, Outcome, Post
 from quality import alerts
 from quality.digest import PeriodKind
 from settings import Settings
@@ -91,48 +91,54 @@ def due_period(kind: PeriodKind, fired_at: datetime, settings: Settings) -> date
 # --------------------------------------------------------------------------------------
 
 
-async def claim_run(services: AppServices, *, kind: PeriodKind, period_start: date) -> int | None:
-    """Record the digest before sending it; None when it was recorded before (never twice)."""
-    try:
-        async with services.session() as session:
-            row = DigestRun(
-                kind=kind.value, period_start=period_start, sent_at=services.now(), recipients=0
-            )
-            session.add(row)
-            await session.flush()
-            return row.id
-    except IntegrityError:
-        return None
-
-
 async def send_scheduled(
     bot: Bot, services: AppServices, *, kind: PeriodKind, period_start: date
 ) -> bool:
-    """Send the digest of ``kind`` for the period starting ``period_start`` once; False if sent."""
+    """Send the digest of ``kind`` for the period starting ``period_start`` once; False if sent.
+
+    The digest run is recorded in the same transaction as the outbox rows that carry it, so it
+    goes out exactly once and is retried by delivery until Telegram takes it.
+    """
     chat_ids = services.settings.manager_chat_ids
     if not chat_ids:
         return False
-    run_id = await claim_run(services, kind=kind, period_start=period_start)
-    if run_id is None:
+    if await _was_sent(services, kind=kind, period_start=period_start):
         log.info("the %s digest for %s was sent before", kind.value, period_start)
         return False
-    try:
-        rendered = await build(services, kind=kind, day=period_start)
-    except Exception:
-        # Nothing was sent: release the claim so that the next start can try again.
-        async with services.session() as session:
-            await session.execute(delete(DigestRun).where(DigestRun.id == run_id))
-        raise
-    sent = await send_to_managers(bot, chat_ids, rendered)
-    async with services.session() as session:
-        if sent == 0:  # no manager got it (Telegram down?): the next start tries again
-            await session.execute(delete(DigestRun).where(DigestRun.id == run_id))
-        else:
-            await session.execute(
-                update(DigestRun).where(DigestRun.id == run_id).values(recipients=sent)
+    rendered = await build(services, kind=kind, day=period_start)
+
+    async def record(session: AsyncSession) -> Outcome:
+        claimed = await session.scalar(
+            select(DigestRun.id).where(
+                DigestRun.kind == kind.value, DigestRun.period_start == period_start
             )
-    log.info("sent the %s digest for %s to %d chats", kind.value, period_start, sent)
-    return sent > 0
+        )
+        if claimed is not None:
+            return Outcome()
+        session.add(
+            DigestRun(
+                kind=kind.value,
+                period_start=period_start,
+                sent_at=services.now(),
+                recipients=len(chat_ids),
+            )
+        )
+        return Outcome(list(posts(chat_ids, rendered)))
+
+    outcome = await services.runner.run(record)
+    if outcome.effects:
+        log.info("the %s digest for %s goes to %d chats", kind.value, period_start, len(chat_ids))
+    return bool(outcome.effects)
+
+
+async def _was_sent(services: AppServices, *, kind: PeriodKind, period_start: date) -> bool:
+    async with services.session() as session:
+        found = await session.scalar(
+            select(DigestRun.id).where(
+                DigestRun.kind == kind.value, DigestRun.period_start == period_start
+            )
+        )
+    return found is not None
 
 
 # --------------------------------------------------------------------------------------
@@ -169,51 +175,43 @@ async def catch_up(context: KefuContext) -> None:
 
 
 async def check_alerts(context: KefuContext) -> None:
-    """Complaint spikes to the managers; SLA breaches into the ticket's staff thread."""
+    """Complaint spikes to the managers; SLA breaches into the ticket's staff thread. Each alert
+    is recorded in the same transaction as the outbox rows that announce it."""
     services = context.services
     settings = services.settings
-    bot = context.bot
     now = services.now()
-    if settings.manager_chat_ids:
-        async with services.session() as session:
-            spikes = await alerts.new_spikes(session, now=now, tz=settings.tz)
-        for spike in spikes:
-            for chat_id in settings.manager_chat_ids:
-                try:
-                    await bot.send_message(
-                        chat_id, digest_texts.render_spike(spike), parse_mode=ParseMode.HTML
+    staff_chat = services.staff.chat_id
+
+    async def announce(session: AsyncSession) -> Outcome:
+        effects: list[Effect] = []
+        if settings.manager_chat_ids:
+            for spike in await alerts.new_spikes(session, now=now, tz=settings.tz):
+                html = texts.split_lines(digest_texts.render_spike(spike))
+                effects.extend(Post(chat_id=c, html=html) for c in settings.manager_chat_ids)
+        if staff_chat is not None:
+            breaches = await alerts.new_sla_breaches(
+                session,
+                now=now,
+                hours=services.hours,
+                target_minutes=float(settings.first_response_target_minutes),
+            )
+            for breach in breaches:
+                text = digest_texts.render_sla_breach(
+                    breach, business_hours=not services.hours.always_open
+                )
+                effects.append(
+                    Post(
+                        chat_id=breach.staff_chat_id or staff_chat,
+                        html=texts.split_lines(text),
+                        thread_id=breach.staff_thread_id,
+                        reply_to_message_id=None
+                        if breach.staff_thread_id is not None
+                        else breach.staff_card_message_id,
                     )
-                except TelegramError as exc:
-                    log.warning("could not send a spike alert to chat %s: %s", chat_id, exc)
-    if settings.staff_chat_id is None:
-        return
-    async with services.session() as session:
-        breaches = await alerts.new_sla_breaches(
-            session,
-            now=now,
-            hours=services.hours,
-            target_minutes=float(settings.first_response_target_minutes),
-        )
-    for breach in breaches:
-        await _announce_breach(bot, services, breach)
+                )
+        return Outcome(effects)
 
-
-async def _announce_breach(bot: Bot, services: AppServices, breach: alerts.SlaBreach) -> None:
-    chat_id = breach.staff_chat_id or services.settings.staff_chat_id
-    if chat_id is None:
-        return
-    text = digest_texts.render_sla_breach(breach, business_hours=not services.hours.always_open)
-    kwargs: dict[str, Any] = {}
-    if breach.staff_thread_id is not None:
-        kwargs["message_thread_id"] = breach.staff_thread_id
-    elif breach.staff_card_message_id is not None:
-        kwargs["reply_parameters"] = ReplyParameters(
-            breach.staff_card_message_id, allow_sending_without_reply=True
-        )
-    try:
-        await bot.send_message(chat_id, text, parse_mode=ParseMode.HTML, **kwargs)
-    except TelegramError as exc:
-        log.warning("could not announce the SLA breach of #%s: %s", breach.number, exc)
+    await services.runner.run(announce)
 
 
 # --------------------------------------------------------------------------------------

@@ -7,12 +7,13 @@ handlers run in their own group before the customers' handlers and stop the upda
 from __future__ import annotations
 
 from telegram import Update
-from telegram.constants import ParseMode
 from telegram.ext import ApplicationHandlerStop
 
 from bot import digests, texts
+from bot.handlers.replies import reply
 from bot.parsing import command_argument
 from bot.services import KefuContext
+from bot.texts import digest as digest_texts
 from bot.texts.digest import render_stats_text
 from quality.digest import PeriodKind
 
@@ -25,7 +26,7 @@ async def _manager_chat(update: Update, context: KefuContext) -> bool:
     if chat is not None and chat.id in context.services.settings.manager_chat_ids:
         return True
     if message is not None:
-        await message.reply_html(texts.staff_text("not_manager"))
+        await reply(update, context, texts.staff_text("not_manager"))
     raise ApplicationHandlerStop
 
 
@@ -36,13 +37,16 @@ async def digest(update: Update, context: KefuContext) -> None:
     assert message is not None  # noqa: S101 - CommandHandler only passes messages
     argument = command_argument(message).lower()
     if argument not in ("", "day", "today", "week"):
-        await message.reply_html(texts.staff_text("digest_usage"))
+        await reply(update, context, texts.staff_text("digest_usage"))
         raise ApplicationHandlerStop
     services = context.services
     kind = PeriodKind.WEEK if argument == "week" else PeriodKind.DAY
     today = services.now().astimezone(services.settings.tz).date()
     rendered = await digests.build(services, kind=kind, day=today)
-    await digests.send_rendered(context.bot, message.chat_id, rendered)
+    caption = digest_texts.photo_caption(rendered.digest) if rendered.png else None
+    await reply(
+        update, context, rendered.text, photo_png=rendered.png or None, photo_caption=caption
+    )
     raise ApplicationHandlerStop
 
 
@@ -53,12 +57,12 @@ async def stats(update: Update, context: KefuContext) -> None:
     assert message is not None  # noqa: S101 - CommandHandler only passes messages
     days = STATS_DAYS.get(command_argument(message).lower() or "7d")
     if days is None:
-        await message.reply_html(texts.staff_text("stats_usage"))
+        await reply(update, context, texts.staff_text("stats_usage"))
         raise ApplicationHandlerStop
     services = context.services
     today = services.now().astimezone(services.settings.tz).date()
     rendered = await digests.build(
         services, kind=PeriodKind.RANGE, day=today, days=days, chart=False, outlook=False
     )
-    await message.reply_text(render_stats_text(rendered.digest), parse_mode=ParseMode.HTML)
+    await reply(update, context, render_stats_text(rendered.digest))
     raise ApplicationHandlerStop

@@ -282,7 +282,7 @@ async def test_schedule_fires_under_a_controlled_clock(api: FakeBotAPI, start_ke
         set_clock(kefu, at(2026, 3, 30, 8, 30))
         await run_job(kefu, jobs.DAILY_JOB)
         await run_job(kefu, jobs.WEEKLY_JOB)
-        await settle(api)
+        await api.wait_for_messages(boss["id"], 4)  # two digests, each a text and a chart
         texts = [m["text"] for m in api.messages_in(boss["id"]) if "text" in m]
         assert texts[0].startswith("📊 Daily digest · Sun 29 Mar 2026")
         assert texts[1].startswith("📊 Weekly digest · 23 Mar – 29 Mar 2026")
