@@ -190,7 +190,8 @@ class Delivery:
                 task.add_done_callback(self._tasks.discard)
             if len(due) == room and room > 0:
                 continue  # more may be due right now
-            timeout = await self._sleep_for(state)
+            # Rows blocked behind a send in flight wait for its completion (which wakes us).
+            timeout = 1.0 if state.in_flight else await self._sleep_for(state)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(state.wake.wait(), timeout)
 
