@@ -3,6 +3,8 @@ service messages that must never open a ticket."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.e2e.durability.harness import Desk, body, eventually, inbound_rows, ticket_rows
@@ -55,12 +57,64 @@ async def test_two_processes_same_new_customer(database_url: str) -> None:
     Two bot processes cannot poll one fake server at once (the second getUpdates ends the
     first with 409 Conflict), so this test drives the flow layer directly from two engines.
     """
-    # TODO(issue 8): call crm.support.flows.customer_wrote from two engines on database_url
-    # concurrently (asyncio.gather, one AsyncSession each, the same new telegram user, two
-    # different messages), retrying a flow that loses a race the way the inbox worker does;
-    # then assert exactly one customers row, exactly one active ticket, both messages stored
-    # once on it, and outbox rows for exactly one acknowledgement.
-    pytest.skip("waits for crm.support.flows.customer_wrote (issue 8, the flow layer)")
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import func, select
+
+    from crm.db import create_engine, create_session_factory
+    from crm.models import Customer, Direction, Message, OutboxRow, Ticket
+    from crm.support import flows
+    from crm.support.flows import CustomerMessage, Person
+    from crm.support.flows import Desk as DeskRules
+    from crm.support.runner import FlowRunner
+    from quality.stats import BusinessHours
+
+    rules = DeskRules(hours=BusinessHours.parse("", ZoneInfo("UTC")), auto_answer=False)
+    person = Person(telegram_user_id=777, chat_id=777, first_name="Mei")
+    engines = [create_engine(database_url) for _ in range(2)]
+    try:
+        runners = [
+            FlowRunner(create_session_factory(engine), clock=lambda: datetime.now(UTC))
+            for engine in engines
+        ]
+
+        async def write(runner: FlowRunner, message_id: int) -> flows.Outcome:
+            incoming = CustomerMessage(
+                person=person, text=f"hello {message_id}", message_id=message_id
+            )
+            return await runner.run(
+                lambda s: flows.customer_wrote(
+                    s, desk=rules, incoming=incoming, understood=None, now=datetime.now(UTC)
+                )
+            )
+
+        outcomes = await asyncio.gather(write(runners[0], 1), write(runners[1], 2))
+        factory = create_session_factory(engines[0])
+        async with factory() as session:
+            customers = await session.scalar(select(func.count(Customer.id)))
+            tickets = (await session.execute(select(Ticket))).scalars().all()
+            messages = (
+                (
+                    await session.execute(
+                        select(Message).where(Message.direction == Direction.INBOUND)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            acks = await session.scalar(
+                select(func.count(OutboxRow.id)).where(OutboxRow.kind == "to_customer")
+            )
+        assert customers == 1
+        assert len(tickets) == 1 and tickets[0].is_current
+        assert sorted(m.customer_message_id or 0 for m in messages) == [1, 2]
+        assert {m.ticket_id for m in messages} == {tickets[0].id}
+        assert acks == 1
+        assert sorted(o.ticket_id or 0 for o in outcomes) == [tickets[0].id] * 2
+    finally:
+        for engine in engines:
+            await engine.dispose()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
