@@ -368,9 +368,10 @@ def build(backend: str, postgres_base: str, rebuild: bool, seed: int) -> None:
 
 
 async def _measure(url: str, repeat: int) -> dict[str, Any]:
+    from bot.digests import render_chart
+    from bot.texts.digest import render_text
     from crm.db import create_session_factory
-    from quality.chart import render_chart
-    from quality.digest import DigestConfig, build_digest, render_text
+    from quality.digest import DigestConfig, build_digest
     from quality.stats import BusinessHours
 
     engine = create_engine(url)

@@ -25,8 +25,7 @@ from telegram.ext import (
 )
 
 from bot import jobs, keyboards, texts
-from bot.handlers import customer, staff
-from bot.handlers import records as record_handlers
+from bot.handlers import customer, manager, records, staff
 from bot.services import AppServices, BotData, KefuContext, NeedsModelCache, StaffChat
 from crm import customers
 from crm.db import create_engine, create_session_factory
@@ -342,13 +341,26 @@ def build_application(
     application.bot_data.services = services
     add = application.add_handler
 
-    # --- group -1: commands that answer by themselves and stop there ---------------------------
     private = filters.ChatType.PRIVATE
     staff_ids = [settings.staff_chat_id] if settings.staff_chat_id is not None else []
     staff_chat = filters.Chat(chat_id=staff_ids)
     services.staff.on_move.append(lambda old, new: staff_chat.add_chat_ids(new))
-    record_handlers.register(application)
-    jobs.register(application)
+
+    # --- group -1: records and managers' commands; they answer and stop the update there -------
+    first = -1
+    add(CommandHandler("link", records.link, filters=private), group=first)
+    add(CommandHandler("share", records.share, filters=private), group=first)
+    contact = private & filters.CONTACT & filters.UpdateType.MESSAGE
+    add(MessageHandler(contact, records.contact), group=first)
+    # Staff commands: the staff chat and manager chats (private chats are told no; other
+    # groups are ignored like every message there).
+    staff_or_managers = filters.Chat(chat_id=[*staff_ids, *settings.manager_chat_ids])
+    services.staff.on_move.append(lambda old, new: staff_or_managers.add_chat_ids(new))
+    where = private | staff_or_managers
+    add(CommandHandler("customer", records.customer_command, filters=where), group=first)
+    add(CommandHandler("atrisk", records.atrisk, filters=where), group=first)
+    add(CommandHandler("digest", manager.digest), group=first)
+    add(CommandHandler("stats", manager.stats), group=first)
 
     # --- group 0: customers (private chats) ------------------------------------------------------
     for name, callback in CUSTOMER_COMMANDS:
@@ -390,6 +402,7 @@ def build_application(
     add(CallbackQueryHandler(unknown_button))  # anything else: the spinner stops
     # Messages in any other group match no handler and are ignored.
 
+    jobs.register(application)
     if application.job_queue is not None:
         application.job_queue.run_repeating(
             _reload_models, interval=MODEL_RELOAD_SECONDS, first=MODEL_RELOAD_SECONDS

@@ -8,7 +8,7 @@
 
 A digest is claimed in ``digest_runs`` (unique kind + period start) in its own transaction before
 it is sent, so it goes out at most once even when the schedule and a restart race.
-:func:`register` also adds the managers' ``/digest`` and ``/stats`` commands.
+The managers' ``/digest`` and ``/stats`` commands are routed in ``bot/app.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot
-from telegram.ext import Application, CommandHandler
+from telegram.ext import Application
 
 from bot import texts
 from bot.digests import build, posts
@@ -42,8 +42,6 @@ CATCH_UP_JOB = "kefu-digest-catch-up"
 ALERT_INTERVAL_SECONDS = 300
 CATCH_UP_DELAY_SECONDS = 5
 MISFIRE_GRACE_SECONDS = 3600
-#: Handler group of the manager commands: before the customers' catch-all command handler.
-MANAGER_GROUP = -1
 
 
 # --------------------------------------------------------------------------------------
@@ -220,13 +218,9 @@ async def check_alerts(context: KefuContext) -> None:
 
 
 def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    """Schedule the digests and alerts and add the managers' commands."""
-    from bot.handlers import manager
-
+    """Schedule the digests and alerts (the managers' commands are in ``bot/app.py``)."""
     services: AppServices = application.bot_data.services
     settings = services.settings
-    application.add_handler(CommandHandler("digest", manager.digest), group=MANAGER_GROUP)
-    application.add_handler(CommandHandler("stats", manager.stats), group=MANAGER_GROUP)
     queue = application.job_queue
     if queue is None:
         raise RuntimeError(

@@ -16,16 +16,11 @@ handlers of group 0 never see these commands or a shared contact.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
 from telegram.ext import (
-    Application,
     ApplicationHandlerStop,
-    CommandHandler,
-    MessageHandler,
-    filters,
 )
 
 from bot import texts
@@ -212,23 +207,3 @@ async def atrisk(update: Update, context: KefuContext) -> None:
         raise ApplicationHandlerStop from None
     await reply(update, context, texts.split_text(at_risk_text(items, model)))
     raise ApplicationHandlerStop
-
-
-def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    """Add the record handlers (group -1: they run before, and instead of, the generic ones)."""
-    private = filters.ChatType.PRIVATE
-    application.add_handler(CommandHandler("link", link, filters=private), group=GROUP)
-    application.add_handler(CommandHandler("share", share, filters=private), group=GROUP)
-    application.add_handler(
-        MessageHandler(private & filters.CONTACT & filters.UpdateType.MESSAGE, contact),
-        group=GROUP,
-    )
-    # Staff commands: the staff chat and manager chats (private chats are told no; other groups
-    # are ignored like every message there).
-    settings = application.bot_data.services.settings
-    staff_chats = [c for c in (settings.staff_chat_id, *settings.manager_chat_ids) if c is not None]
-    where = private | filters.Chat(chat_id=staff_chats) if staff_chats else private
-    application.add_handler(
-        CommandHandler("customer", customer_command, filters=where), group=GROUP
-    )
-    application.add_handler(CommandHandler("atrisk", atrisk, filters=where), group=GROUP)
