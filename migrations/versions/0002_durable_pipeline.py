@@ -84,9 +84,9 @@ def upgrade() -> None:
     # The customer's newest active ticket is the one that takes their messages.
     op.execute(
         sa.text(
-            f"""
+            """
             UPDATE tickets SET is_current = TRUE
-            WHERE {ACTIVE_SQL} AND id = (
+            WHERE status IN ('open', 'pending', 'escalated') AND id = (
                 SELECT t2.id FROM tickets t2
                 WHERE t2.customer_id = tickets.customer_id
                   AND t2.status IN ('open', 'pending', 'escalated')
@@ -111,9 +111,9 @@ def upgrade() -> None:
     # The same Telegram message stored twice (an update handled twice): keep the first row.
     op.execute(
         sa.text(
-            f"""
+            """
             DELETE FROM messages
-            WHERE {INBOUND_SQL} AND id NOT IN (
+            WHERE direction = 'in' AND customer_message_id IS NOT NULL AND id NOT IN (
                 SELECT MIN(m2.id) FROM messages m2
                 WHERE m2.direction = 'in' AND m2.customer_message_id IS NOT NULL
                 GROUP BY m2.customer_chat_id, m2.customer_message_id
