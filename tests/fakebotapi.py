@@ -859,6 +859,7 @@ class FakeBotAPI:
         self._failures: dict[str, list[ApiError]] = {}
         self._fault_rate = 0.0
         self._fault_methods: frozenset[str] = frozenset()
+        self._fault_chats: frozenset[str] | None = None
         self._fault_kinds: tuple[str, ...] = FAULT_KINDS
         self._fault_rng = random.Random(0)
         self._fault_turn = 0
@@ -1415,10 +1416,12 @@ class FakeBotAPI:
         methods: Iterable[str] = ("sendMessage", "copyMessage"),
         kinds: Iterable[str] = FAULT_KINDS,
         seed: int | None = 0,
+        chats: Iterable[int] | None = None,
     ) -> None:
-        """Make a fraction ``rate`` of the calls of ``methods`` fail *before* they are carried
-        out: which calls fail is drawn at random (reproducibly with ``seed``), the ``kinds`` are
-        taken in turn (so three faults already show each kind once):
+        """Make a fraction ``rate`` of the calls of ``methods`` (into ``chats`` only, when
+        given) fail *before* they are carried out: which calls fail is drawn at random
+        (reproducibly with ``seed``), the ``kinds`` are taken in turn (so three faults already
+        show each kind once):
 
         * ``"429"``: ``Too Many Requests: retry after 1`` with ``parameters.retry_after`` 1;
         * ``"500"``: ``Internal Server Error``;
@@ -1433,6 +1436,7 @@ class FakeBotAPI:
             raise ValueError("rate must be between 0 and 1")
         self._fault_rate = rate
         self._fault_methods = frozenset(m.lower() for m in methods)
+        self._fault_chats = None if chats is None else frozenset(str(c) for c in chats)
         self._fault_kinds = chosen
         self._fault_rng = random.Random(seed)
         self._fault_turn = 0
@@ -1522,6 +1526,8 @@ class FakeBotAPI:
     def _draw_fault(self, name: str, params: _Params) -> str | None:
         """Raise (or return "drop" for) an injected fault for this call, if one is drawn."""
         if self._fault_rate <= 0 or name.lower() not in self._fault_methods:
+            return None
+        if self._fault_chats is not None and params.text("chat_id") not in self._fault_chats:
             return None
         if self._fault_rng.random() >= self._fault_rate:
             return None

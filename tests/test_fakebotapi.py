@@ -612,7 +612,7 @@ async def test_injected_faults_fail_before_execution(api: FakeBotAPI, bot: Bot) 
         await bot.copy_message(user["id"], user["id"], source.message_id)
     assert await bot.get_me()  # other methods keep working
 
-    assert api.fault_counts == {"429": 2, "500": 2, "drop": 2}
+    assert api.fault_counts == {"429": 2, "500": 2, "drop": 2}  # so far
     assert [(method, kind) for method, kind, _ in api.faults] == [
         ("sendMessage", "429"),
         ("sendMessage", "429"),
@@ -625,6 +625,13 @@ async def test_injected_faults_fail_before_execution(api: FakeBotAPI, bot: Bot) 
 
     api.clear_faults()
     assert (await bot.copy_message(user["id"], user["id"], source.message_id)).message_id > 0
+    # only into some chats
+    group = api.add_supergroup("Desk")
+    api.inject_faults(1.0, kinds=("500",), chats=[group["id"]])
+    assert (await bot.send_message(user["id"], "private is fine")).text == "private is fine"
+    with pytest.raises(NetworkError):
+        await bot.send_message(group["id"], "the group fails")
+    api.clear_faults()
     with pytest.raises(ValueError, match="fault kinds"):
         api.inject_faults(0.5, kinds=("404",))
 

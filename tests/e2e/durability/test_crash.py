@@ -156,7 +156,9 @@ async def test_sigkill_mid_burst(desk: Desk) -> None:
     desk.assert_clean_logs()
 
 
-@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+# SQLite only, to keep the module within its CI budget: recovery on PostgreSQL is shown by
+# test_sigkill_mid_burst[postgres].
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_sigkill_unfrozen(desk: Desk) -> None:
     """Killed at an arbitrary moment (sends in flight): nothing lost, order kept; a message
     shown twice must be one Telegram answered in the last moments before the kill."""
