@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from telegram import Message, Update, User
+from telegram import Message, Update
 
-from crm.conversation import Incoming
 from crm.messages import Media
 from crm.support.flows import CustomerMessage, Person, StaffSpot, Tap
 
@@ -39,22 +38,6 @@ def media_of(message: Message) -> Media | None:
 
 def text_of(message: Message) -> str:
     return message.text or message.caption or ""
-
-
-def incoming(message: Message, user: User) -> Incoming:
-    reply = message.reply_to_message
-    return Incoming(
-        telegram_user_id=user.id,
-        chat_id=message.chat_id,
-        first_name=user.first_name,
-        last_name=user.last_name,
-        username=user.username,
-        language_code=user.language_code,
-        text=text_of(message),
-        media=media_of(message),
-        message_id=message.message_id,
-        reply_to_message_id=reply.message_id if reply is not None else None,
-    )
 
 
 def command_argument(message: Message) -> str:

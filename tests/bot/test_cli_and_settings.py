@@ -110,10 +110,13 @@ def test_redact_filter_hides_the_token() -> None:
 async def test_train_from_corrections_reads_the_database(tmp_path: Path) -> None:
     import json
     from datetime import UTC, datetime
+    from functools import partial
+    from zoneinfo import ZoneInfo
 
-    from crm import conversation, corrections
-    from crm.conversation import Incoming
-    from crm.db import create_engine, create_session_factory, session_scope
+    from crm.db import create_engine, create_session_factory
+    from crm.support import flows
+    from crm.support.runner import FlowRunner
+    from quality.stats import BusinessHours
     from tests.conftest import in_thread
 
     env = {"KEFU_DATA_DIR": str(tmp_path), "CWD": str(tmp_path)}
@@ -127,24 +130,41 @@ async def test_train_from_corrections_reads_the_database(tmp_path: Path) -> None
     url = f"sqlite+aiosqlite:///{(tmp_path / 'kefu.db').resolve()}"
     in_thread(upgrade, url)
     engine = create_engine(url)
-    factory = create_session_factory(engine)
     now = datetime(2026, 5, 1, tzinfo=UTC)
+    runner = FlowRunner(create_session_factory(engine), clock=lambda: now)
+    desk = flows.Desk(
+        hours=BusinessHours.parse("", ZoneInfo("UTC")),
+        categories=("account", "billing", "complaint"),
+    )
+    agent = flows.StaffMember(900, "Alice", None, allowed=True)
+    staff_chat = flows.StaffSpot(chat_id=-100, thread_id=None, reply_to_message_id=None)
     samples = [
         ("The voucher code from your newsletter is rejected at checkout", "billing"),
         ("Your courier left my parcel in the rain", "complaint"),
         ("I'd like to move my subscription to my wife's name", "account"),
     ]
     for user, (text, category) in enumerate(samples, start=1):
-        data = Incoming(telegram_user_id=user, chat_id=user, first_name="C", text=text)
-        async with session_scope(factory) as session:
-            _, message_id = await conversation.store_incoming(session, incoming=data, now=now)
-        async with session_scope(factory) as session:
-            routed = await conversation.route_incoming(
-                session, message_id=message_id, reply_to_message_id=None, now=now
+        incoming = flows.CustomerMessage(
+            person=flows.Person(telegram_user_id=user, chat_id=user, first_name="C"),
+            text=text,
+            message_id=1,
+        )
+        written = await runner.run(
+            partial(flows.customer_wrote, desk=desk, incoming=incoming, understood=None, now=now)
+        )
+        corrected = await runner.run(
+            partial(
+                flows.staff_command,
+                desk=desk,
+                member=agent,
+                spot=staff_chat,
+                command="category",
+                argument=category,
+                ticket_id=written.ticket_id,
+                now=now,
             )
-            await corrections.create(
-                session, ticket_id=routed.ticket.id, agent_id=None, category=category, now=now
-            )
+        )
+        assert corrected.kinds() == ["notify_thread", "refresh_card"]
     await engine.dispose()
 
     trained = run_main("train", "--from-corrections", "--json", env=env)
