@@ -478,17 +478,35 @@ class Delivery:
             return await tickets.get(session, ticket_id=ticket_id)
 
     async def _place(self, ticket_id: int, *, open_if_missing: bool = True) -> Place | None:
-        """The ticket's place; opened first when it has none yet (or lost it)."""
-        place = Place.of(await self._ticket(ticket_id))
+        """The ticket's place; opened (or finished: a topic without its card) when needed."""
         staff_chat = self._staff_chat()
-        if place is not None and staff_chat is not None and place.chat_id != staff_chat:
+        if staff_chat is None:
+            return None
+        place = Place.of(await self._ticket(ticket_id))
+        if place is not None and place.chat_id != staff_chat:
             place = None  # the staff chat moved: the old place is unreachable
-        if place is None and open_if_missing:
-            place = await self._open_place(ticket_id)
-        return place
+        if (place is not None and place.card_message_id is not None) or not open_if_missing:
+            return place
+        return await self._open_place(ticket_id, existing=place)
 
-    async def _open_place(self, ticket_id: int, *, recreated: bool = False) -> Place | None:
-        """A forum topic with the card (or the card alone), recorded at once."""
+    async def _remember_place(self, ticket_id: int, place: Place | None) -> None:
+        async def remember() -> None:
+            async with session_scope(self.services.session_factory) as session:
+                await tickets.set_staff_refs(
+                    session,
+                    ticket_id=ticket_id,
+                    chat_id=place.chat_id if place else None,
+                    thread_id=place.thread_id if place else None,
+                    card_message_id=place.card_message_id if place else None,
+                )
+
+        await retry_transient(remember, what="recording a ticket's place")
+
+    async def _open_place(
+        self, ticket_id: int, *, existing: Place | None = None, recreated: bool = False
+    ) -> Place | None:
+        """A forum topic with the card (or the card alone). Each step is recorded as soon as
+        Telegram confirms it, so a retry after a failure continues instead of starting over."""
         chat_id = self._staff_chat()
         if chat_id is None:
             return None
@@ -496,14 +514,14 @@ class Delivery:
             card = await tickets.card(session, ticket_id=ticket_id)
         record = await self.services.customer_record(card.customer.id)
         staff = self.services.staff
-        thread_id: int | None = None
-        if await staff.is_forum(self.bot):
+        thread_id = existing.thread_id if existing is not None else None
+        if thread_id is None and await staff.is_forum(self.bot):
             try:
                 topic = await self.bot.create_forum_topic(
                     chat_id, texts.topic_name(card.ticket, card.customer)
                 )
                 thread_id = topic.message_thread_id
-            except BadRequest as exc:
+            except (BadRequest, Forbidden) as exc:
                 if "not a forum" in str(exc).lower():
                     staff.forget_forum()
                 else:  # e.g. no "Manage topics" right: a card still reaches the agents
@@ -512,6 +530,8 @@ class Delivery:
                         card.ticket.number,
                         exc,
                     )
+            if thread_id is not None:
+                await self._remember_place(ticket_id, Place(chat_id, thread_id, None))
         async with staff.posting():
             sent = await self._send_html(
                 chat_id,
@@ -522,18 +542,7 @@ class Delivery:
                 ),
             )
             place = Place(chat_id, thread_id, sent[0].message_id)
-
-            async def remember() -> None:
-                async with session_scope(self.services.session_factory) as session:
-                    await tickets.set_staff_refs(
-                        session,
-                        ticket_id=ticket_id,
-                        chat_id=place.chat_id,
-                        thread_id=place.thread_id,
-                        card_message_id=place.card_message_id,
-                    )
-
-            await retry_transient(remember, what="recording a ticket's place")
+            await self._remember_place(ticket_id, place)
         if recreated:
             await self._send_html(
                 chat_id,
@@ -543,27 +552,36 @@ class Delivery:
             )
         return place
 
+    async def _recreate(self, ticket_id: int, error: TelegramError) -> Place | None:
+        log.warning("the staff topic of ticket %s is gone (%s); recreating it", ticket_id, error)
+        await self._remember_place(ticket_id, None)
+        return await self._open_place(ticket_id, recreated=True)
+
     async def _in_place(
         self, ticket_id: int, send: Callable[[Place], Awaitable[int]]
     ) -> tuple[int, int] | None:
         """Send into the ticket's place; when Telegram says the topic is gone or closed, give the
         ticket a new place and send there."""
-        place = await self._place(ticket_id)
-        if place is None:
-            return None
         try:
+            place = await self._place(ticket_id)
+            if place is None:
+                return None
             return place.chat_id, await send(place)
         except BadRequest as exc:
             if not _thread_gone(exc):
                 raise
-            log.warning("the staff topic of ticket %s is gone (%s); recreating it", ticket_id, exc)
-        place = await self._open_place(ticket_id, recreated=True)
+            place = await self._recreate(ticket_id, exc)
         if place is None:
             return None
         return place.chat_id, await send(place)
 
     async def _do_open_staff_place(self, effect: OpenStaffPlace) -> None:
-        await self._place(effect.ticket_id)
+        try:
+            await self._place(effect.ticket_id)
+        except BadRequest as exc:
+            if not _thread_gone(exc):
+                raise
+            await self._recreate(effect.ticket_id, exc)
 
     async def _do_relay_to_staff(self, effect: RelayToStaff) -> WriteBack | None:
         async with self.services.session() as session:

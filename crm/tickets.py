@@ -121,7 +121,7 @@ async def set_staff_refs(
     session: AsyncSession,
     *,
     ticket_id: int,
-    chat_id: int,
+    chat_id: int | None,
     thread_id: int | None,
     card_message_id: int | None,
 ) -> None:

@@ -703,8 +703,22 @@ async def relay_failed(
         return Outcome()
     ticket = await tickets.get(session, ticket_id=message.ticket_id)
     if ticket.first_response_at is not None and ticket.first_response_at == message.created_at:
-        ticket.first_response_at = None
-        if ticket.status == TicketStatus.PENDING:
+        # The first response is the next agent message that did reach the customer, if any.
+        later = await session.scalar(
+            select(Message.created_at)
+            .where(
+                Message.ticket_id == ticket.id,
+                Message.id != message.id,
+                Message.direction == Direction.OUTBOUND,
+                Message.author_kind == AuthorKind.AGENT,
+                Message.created_at >= message.created_at,
+                Message.customer_message_id.is_not(None),
+            )
+            .order_by(Message.created_at, Message.id)
+            .limit(1)
+        )
+        ticket.first_response_at = later
+        if later is None and ticket.status == TicketStatus.PENDING:
             ticket.status = TicketStatus.OPEN
     say = Say.staff("relay_failed", reason=reason)
     return Outcome(ticket_id=ticket.id).add(NotifyThread(ticket_id=ticket.id, say=say))

@@ -82,7 +82,12 @@ def texts_of(messages: list[JSON]) -> list[str]:
 
 
 async def wait_text(
-    api: FakeBotAPI, chat_id: int, fragment: str, *, thread_id: int | None = None
+    api: FakeBotAPI,
+    chat_id: int,
+    fragment: str,
+    *,
+    thread_id: int | None = None,
+    timeout: float = 10.0,  # noqa: ASYNC109 - a deadline for the fake server's polling
 ) -> JSON:
     """Wait for a bot message in the chat whose text contains ``fragment``; return it."""
     found: list[JSON] = []
@@ -95,7 +100,7 @@ async def wait_text(
         ]
         return bool(found)
 
-    await api.wait_for(seen)
+    await api.wait_for(seen, timeout)
     return found[-1]
 
 
