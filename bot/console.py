@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import render, texts
 from bot.services import AppServices
-from crm import conversation, customers, messages, tickets
+from crm import customers, messages, ratings, tickets
 from crm.errors import KefuError, TicketNotFound
 from crm.models import Customer
 from crm.schemas import CustomerInfo, MessageInfo
@@ -51,11 +51,12 @@ CONSOLE_STAFF_CHAT = 0
 HELP = (
     "Type a message as the customer. Commands: /agent TEXT (reply as an agent), /note TEXT, "
     "/claim, /category NAME, /resolve, /reopen, /rate N [comment], /yes, /no (after an automatic "
-    "answer), /status, /new, /human, /queue, /quit"
+    "answer), /status, /new, /human, /language [en|zh], /queue, /quit"
 )
 KEYBOARD_HINTS = {
     "solved": "[ Yes ] [ No ]   (answer with /yes or /no)",
     "rating": "[ 1 ] [ 2 ] [ 3 ] [ 4 ] [ 5 ]   (answer with /rate N)",
+    "languages": "[ English ] [ 简体中文 ]   (answer with /language en or /language zh)",
 }
 
 
@@ -128,6 +129,7 @@ class ConsoleSession:
             "/queue": lambda _: self._run(self._queue()),
             "/help": lambda _: self._help(),
             "/start": lambda _: self._run(self._greet("start")),
+            "/language": self.language_command,
             "/yes": lambda _: self.verdict(True),
             "/no": lambda _: self.verdict(False),
         }
@@ -159,7 +161,7 @@ class ConsoleSession:
             s, member=self.member, spot=spot, now=self.services.now()
         )
 
-    async def customer_says(self, text: str) -> None:
+    async def customer_says(self, text: str, *, reply_to: int | None = None) -> None:
         services = self.services
         now = services.now()
         understood = await prepare(
@@ -169,7 +171,7 @@ class ConsoleSession:
             text=text,
             now=now,
         )
-        incoming = CustomerMessage(person=self.person, text=text)
+        incoming = CustomerMessage(person=self.person, text=text, reply_to_message_id=reply_to)
         await self._run(
             lambda s: flows.customer_wrote(
                 s, desk=services.desk, incoming=incoming, understood=understood, now=now
@@ -177,9 +179,10 @@ class ConsoleSession:
         )
 
     async def verdict(self, solved: bool) -> None:
-        """/yes or /no after an automatic answer (found in the database: survives a restart)."""
+        """/yes or /no: the buttons under the latest automatic answer (found in the database,
+        so it survives a restart); the flow refuses when it was answered already."""
         async with self.services.session() as session:
-            ticket_id = await flows.pending_verdict(
+            ticket_id = await flows.latest_automatic_answer(
                 session, telegram_user_id=self.person.telegram_user_id
             )
         if ticket_id is None:
@@ -196,6 +199,18 @@ class ConsoleSession:
                 solved=solved,
                 language=None,
                 now=services.now(),
+            )
+        )
+
+    async def language_command(self, code: str) -> None:
+        """/language shows the choice; /language en|zh makes it (the buttons' stand-in)."""
+        services = self.services
+        if not code:
+            await self._run(self._simple(flows.language_menu))
+            return
+        await self._run(
+            lambda s: flows.language_chosen(
+                s, desk=services.desk, person=self.person, tap=None, code=code, now=services.now()
             )
         )
 
@@ -251,6 +266,8 @@ class ConsoleSession:
         )
 
     async def rate(self, argument: str) -> None:
+        """/rate N [comment]: the rating buttons' stand-in; a comment is the customer's reply
+        to the invitation, as in Telegram."""
         score_text, _, comment = argument.partition(" ")
         try:
             score = int(score_text)
@@ -258,10 +275,9 @@ class ConsoleSession:
             score = 0
         ticket_id = await self._ticket_id(latest=True)
         services = self.services
-
-        async def rate_and_comment(session: AsyncSession) -> Outcome:
-            outcome = await flows.rated(
-                session,
+        outcome = await self._run(
+            lambda s: flows.rated(
+                s,
                 desk=services.desk,
                 person=self.person,
                 tap=None,
@@ -269,18 +285,12 @@ class ConsoleSession:
                 score=score,
                 now=services.now(),
             )
-            if comment.strip():  # the console's stand-in for replying to the comment prompt
-                rating = await conversation.rating_of(session, ticket_id=ticket_id)
-                if rating is not None:
-                    await conversation.add_rating_comment(
-                        session, rating_id=rating, text=comment.strip()
-                    )
-                outcome.effects = [
-                    e for e in outcome.effects if not (isinstance(e, ToCustomer) and e.remember)
-                ]
-            return outcome
-
-        await self._run(rate_and_comment)
+        )
+        prompt = next(
+            (e for e in outcome.effects if isinstance(e, ToCustomer) and e.remember), None
+        )
+        if comment.strip() and prompt is not None and prompt.remember_id is not None:
+            await self.customer_says(comment.strip(), reply_to=-prompt.remember_id)
 
     # ------------------------------------------------------------------ effects as text
 
@@ -288,6 +298,12 @@ class ConsoleSession:
         tz = self.services.settings.tz
         if isinstance(effect, ToCustomer):
             self.bot(render.say(effect.say, tz))
+            if effect.remember == "rating_prompt" and effect.remember_id is not None:
+                # The console's invitation has no Telegram message id: a stand-in one.
+                async with self.services.session() as session:
+                    await ratings.set_comment_prompt(
+                        session, rating_id=effect.remember_id, message_id=-effect.remember_id
+                    )
             hint = KEYBOARD_HINTS.get(effect.keyboard.kind) if effect.keyboard else None
             if hint:
                 self.out("bot → customer", hint)

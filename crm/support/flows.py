@@ -366,14 +366,20 @@ async def language_menu(
 
 
 async def language_chosen(
-    session: AsyncSession, *, desk: Desk, person: Person, tap: Tap, code: str, now: datetime
+    session: AsyncSession,
+    *,
+    desk: Desk,
+    person: Person,
+    tap: Tap | None,
+    code: str,
+    now: datetime,
 ) -> Outcome:
     customer = await _customer(session, desk, person, now)
     row = await customers.set_language(session, customer_id=customer.id, language=code)
-    return Outcome().add(
-        AnswerButton(callback_query_id=tap.callback_query_id),
-        _to(customer, Say.customer(row.language, "language_set")),
-    )
+    outcome = Outcome()
+    if tap is not None:
+        outcome.add(AnswerButton(callback_query_id=tap.callback_query_id))
+    return outcome.add(_to(customer, Say.customer(row.language, "language_set")))
 
 
 async def rated(
@@ -450,20 +456,23 @@ async def verdict(
     return outcome.add(*await _hand_over(session, ticket, now))
 
 
-async def pending_verdict(session: AsyncSession, *, telegram_user_id: int) -> int | None:
-    """The ticket whose automatic answer waits for the customer's Yes/No (the console's /yes)."""
+async def latest_automatic_answer(session: AsyncSession, *, telegram_user_id: int) -> int | None:
+    """The customer's latest ticket that was answered automatically: the ticket a Yes/No button
+    would name (the console's ``/yes`` and ``/no``)."""
     customer = await customers.get_by_telegram_id(session, telegram_user_id=telegram_user_id)
     if customer is None:
         return None
-    ticket = await tickets.get_current_for_customer(session, customer_id=customer.id)
-    if (
-        ticket is None
-        or ticket.status != TicketStatus.PENDING
-        or ticket.escalated_at is not None
-        or ticket.first_response_at is not None
-    ):
-        return None
-    return ticket.id
+    found = await session.scalar(
+        select(Message.ticket_id)
+        .where(
+            Message.customer_id == customer.id,
+            Message.direction == Direction.OUTBOUND,
+            Message.author_kind == AuthorKind.BOT,
+        )
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(1)
+    )
+    return int(found) if found is not None else None
 
 
 # ------------------------------------------------------------------------------ agents

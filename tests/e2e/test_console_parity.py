@@ -278,8 +278,8 @@ SCENARIOS = [
         ),
         id="start",
     ),
-    # Differences found (issue 8): each row says what Telegram does, which is what the flows
-    # decide; the console does otherwise. strict: the row fails once the console is fixed.
+    # Rows that found differences (fixed in the console: it now runs the same flows for /yes,
+    # /no, /rate N COMMENT and /language).
     pytest.param(
         Scenario(
             steps=(
@@ -296,16 +296,6 @@ SCENARIOS = [
             auto_answer=True,
         ),
         id="late-yes-after-writing-again",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AssertionError,
-            reason=(
-                "bot/console.py ConsoleSession.verdict decides by itself (flows.pending_verdict) "
-                "instead of running flows.verdict: once the ticket is with the agents the console "
-                "prints its own 'There is no automatic answer waiting for /yes or /no.' where "
-                "Telegram's flow refuses with 'already_answered' (the records are equal)"
-            ),
-        ),
     ),
     pytest.param(
         Scenario(
@@ -315,16 +305,6 @@ SCENARIOS = [
             auto_answer=True,
         ),
         id="yes-after-new",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AssertionError,
-            reason=(
-                "ConsoleSession.verdict only looks at the customer's current ticket "
-                "(flows.pending_verdict): after /new the console's /yes finds no automatic answer "
-                "and #1001 stays pending, while in Telegram the Yes button under #1001's answer "
-                "resolves it as self-served"
-            ),
-        ),
     ),
     pytest.param(
         Scenario(
@@ -339,17 +319,6 @@ SCENARIOS = [
             end=((1001, "resolved", "agent"),),
         ),
         id="rating-with-comment",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AssertionError,
-            reason=(
-                "the console's '/rate N COMMENT' writes the comment itself "
-                "(conversation.add_rating_comment) and drops the invitation, instead of the "
-                "comment being a customer message replying to it (flows.customer_wrote): the "
-                "customer is never invited nor thanked, no message row is stored for the comment, "
-                "and the agents are not shown it (no NotifyThread 'rating_comment')"
-            ),
-        ),
     ),
     pytest.param(
         Scenario(
@@ -358,15 +327,6 @@ SCENARIOS = [
             end=(),
         ),
         id="language",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AssertionError,
-            reason=(
-                "the console has no /language (ConsoleSession._commands): it answers with the "
-                "help text, which advertises /language; Telegram shows the language chooser "
-                "(flows.language_menu)"
-            ),
-        ),
     ),
 ]
 
