@@ -559,7 +559,7 @@ async def _raw(api: FakeBotAPI, method: str, payload: dict[str, Any]) -> tuple[i
 
 async def test_latency_delays_every_method_but_get_updates(api: FakeBotAPI, bot: Bot) -> None:
     user = api.add_user("Slow")
-    api.set_latency(1.0)
+    api.set_latency(1.5)
     loop = asyncio.get_running_loop()
     started = loop.time()
     sending = asyncio.create_task(bot.send_message(user["id"], "late"))
@@ -567,7 +567,7 @@ async def test_latency_delays_every_method_but_get_updates(api: FakeBotAPI, bot:
     assert not sending.done()
     assert api.sent == []  # not carried out before the latency has passed
     sent = await sending
-    assert loop.time() - started >= 1.0
+    assert loop.time() - started >= 1.5
     assert sent.text == "late"
     api.set_latency(0)
     with pytest.raises(ValueError, match=">= 0"):

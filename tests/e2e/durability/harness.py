@@ -49,12 +49,12 @@ def _read(path: Path) -> str:
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float) -> bool:  # noqa: ASYNC109
-    """Poll ``predicate`` every 20 ms for up to ``timeout`` s; whether it came true."""
+    """Poll ``predicate`` every 50 ms for up to ``timeout`` s; whether it came true."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             return False
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
     return True
 
 
@@ -232,6 +232,14 @@ class Desk:
     def acknowledgements(self, customer: JSON) -> list[JSON]:
         """Messages to the customer that give a ticket number (``#1001``)."""
         return [m for m in self.to_customer(customer) if TICKET_NUMBER.search(body(m))]
+
+    def acknowledged(self) -> set[int]:
+        """Chat ids of every private chat that got an acknowledgement (one pass)."""
+        return {
+            int(m["chat"]["id"])
+            for m in self.api.sent
+            if m["chat"]["type"] == "private" and TICKET_NUMBER.search(body(m))
+        }
 
     def error_texts(self, customer: JSON) -> list[str]:
         return [body(m) for m in self.to_customer(customer) if ERROR_WORDS.search(body(m))]
