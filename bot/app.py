@@ -28,7 +28,7 @@ from bot import jobs, keyboards, texts
 from bot.handlers import customer, manager, records, staff
 from bot.services import AppServices, BotData, KefuContext, NeedsModelCache, StaffChat
 from crm import customers
-from crm.db import create_engine, create_session_factory
+from crm.db import create_engine, create_session_factory, is_sqlite
 from crm.errors import KefuError
 from crm.support import flows, inbox
 from crm.support.outcomes import (
@@ -161,10 +161,16 @@ def build_services(settings: Settings, *, analyzer: Analyzer | None = None) -> A
         if settings.knowledge_base
         else KnowledgeBase.default()
     )
+    readers = (
+        create_session_factory(create_engine(settings.resolved_database_url, readers=4))
+        if is_sqlite(settings.resolved_database_url)
+        else None
+    )
     return AppServices(
         settings=settings,
         engine=engine,
         session_factory=create_session_factory(engine),
+        read_factory=readers,
         hours=BusinessHours.parse(settings.business_hours, settings.tz),
         staff=StaffChat(settings.staff_chat_id, frozenset(settings.agent_ids)),
         needs_models=NeedsModelCache(settings.models_dir),
@@ -315,7 +321,7 @@ async def _set_commands(application: KefuApplication) -> None:
 
 
 def build_application(
-    settings: Settings, services: AppServices | None = None, *, max_concurrent_updates: int = 64
+    settings: Settings, services: AppServices | None = None, *, max_concurrent_updates: int = 16
 ) -> KefuApplication:
     """The python-telegram-bot Application with every handler and job of Kefu: THE routing table.
 

@@ -110,6 +110,54 @@ def backoff(attempts: int) -> float:
     return base * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
 
 
+class GroupCommit:
+    """Results of sends written together: whoever finds no commit running starts one with every
+    result waiting, so under load one transaction records many sends (fewer round trips on the
+    one SQLite connection). Each caller returns only once its result is committed."""
+
+    def __init__(self, services: AppServices) -> None:
+        self.services = services
+        self._waiting: list[tuple[WriteBack, asyncio.Future[None]]] = []
+        self._lock = asyncio.Lock()
+
+    async def record(self, work: WriteBack) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((work, done))
+        async with self._lock:
+            if not done.done():
+                batch, self._waiting = self._waiting, []
+                await self._commit(batch)
+        await done
+
+    async def _commit(self, batch: list[tuple[WriteBack, asyncio.Future[None]]]) -> None:
+        async def together() -> None:
+            async with session_scope(self.services.session_factory) as session:
+                for work, _ in batch:
+                    await work(session)
+
+        try:
+            await retry_transient(together, what="recording deliveries")
+        except Exception:
+            # One result the database refuses must not lose the others: record them one by one.
+            for work, done in batch:
+                try:
+                    await retry_transient(
+                        lambda w=work: self._one(w),  # type: ignore[misc]
+                        what="recording a delivery",
+                    )
+                except Exception as exc:
+                    done.set_exception(exc)
+                else:
+                    done.set_result(None)
+            return
+        for _, done in batch:
+            done.set_result(None)
+
+    async def _one(self, work: WriteBack) -> None:
+        async with session_scope(self.services.session_factory) as session:
+            await work(session)
+
+
 @dataclass
 class _Lane:
     lane: Lane
@@ -129,6 +177,7 @@ class Delivery:
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = False
         self._warned_no_staff = False
+        self._results = GroupCommit(services)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -196,18 +245,23 @@ class Delivery:
                 await asyncio.wait_for(state.wake.wait(), timeout)
 
     async def _claim(self, state: _Lane, room: int) -> list[Due]:
-        async with self.services.session() as session:
+        # SQLite serves one process: the rows in flight are known here, a lease would only cost
+        # a write on the one writer connection. PostgreSQL takes leases (SKIP LOCKED).
+        single = self.services.read_factory is not None
+        scope = self.services.read() if single else self.services.session()
+        async with scope as session:
             return await outbox.claim_due(
                 session,
                 lane=state.lane,
                 now=self.services.now(),
                 limit=room,
                 exclude=sorted(state.in_flight),
+                lease=not single,
             )
 
     async def _sleep_for(self, state: _Lane) -> float:
         try:
-            async with self.services.session() as session:
+            async with self.services.read() as session:
                 due_at = await outbox.next_due_at(session, lane=state.lane)
         except Exception:
             return 1.0
@@ -274,22 +328,19 @@ class Delivery:
     ) -> None:
         """Record the result; a confirmation waits for the database rather than be lost."""
 
-        async def record() -> None:
-            async with session_scope(self.services.session_factory) as session:
-                now = self.services.now()
-                if failed is not None:
-                    await outbox.fail(session, row_id=row.id, error=failed, now=now)
-                elif retry_in is not None:
-                    at = now + timedelta(seconds=retry_in)
-                    await outbox.retry_later(
-                        session, row_id=row.id, at=at, error=error, count=count
-                    )
-                else:
-                    if write_back is not None:
-                        await write_back(session)
-                    await outbox.confirm(session, row_id=row.id, now=now)
+        async def record(session: AsyncSession) -> None:
+            now = self.services.now()
+            if failed is not None:
+                await outbox.fail(session, row_id=row.id, error=failed, now=now)
+            elif retry_in is not None:
+                at = now + timedelta(seconds=retry_in)
+                await outbox.retry_later(session, row_id=row.id, at=at, error=error, count=count)
+            else:
+                if write_back is not None:
+                    await write_back(session)
+                await outbox.confirm(session, row_id=row.id, now=now)
 
-        await retry_transient(record, what="recording a delivery")
+        await self._results.record(record)
 
     # ------------------------------------------------------------------ reactions
 
@@ -397,13 +448,13 @@ class Delivery:
         return None
 
     async def _do_customer_status(self, effect: CustomerStatus) -> None:
-        async with self.services.session() as session:
+        async with self.services.read() as session:
             active = await tickets.list_active_for_customer(session, customer_id=effect.customer_id)
         html = texts.status_list(effect.language, active, self._tz)
         await self._send_html(effect.chat_id, texts.split_lines(html))
 
     async def _do_relay_to_customer(self, effect: RelayToCustomer) -> WriteBack | None:
-        async with self.services.session() as session:
+        async with self.services.read() as session:
             message = await messages.get(session, message_id=effect.message_id)
             info = MessageInfo.of(message)
             copied = message.customer_message_id
@@ -474,7 +525,7 @@ class Delivery:
         return chat_id
 
     async def _ticket(self, ticket_id: int) -> Ticket:
-        async with self.services.session() as session:
+        async with self.services.read() as session:
             return await tickets.get(session, ticket_id=ticket_id)
 
     async def _place(self, ticket_id: int, *, open_if_missing: bool = True) -> Place | None:
@@ -510,7 +561,7 @@ class Delivery:
         chat_id = self._staff_chat()
         if chat_id is None:
             return None
-        async with self.services.session() as session:
+        async with self.services.read() as session:
             card = await tickets.card(session, ticket_id=ticket_id)
         record = await self.services.customer_record(card.customer.id)
         staff = self.services.staff
@@ -558,12 +609,20 @@ class Delivery:
         return await self._open_place(ticket_id, recreated=True)
 
     async def _in_place(
-        self, ticket_id: int, send: Callable[[Place], Awaitable[int]]
+        self,
+        ticket_id: int,
+        send: Callable[[Place], Awaitable[int]],
+        known: Place | None = None,
     ) -> tuple[int, int] | None:
         """Send into the ticket's place; when Telegram says the topic is gone or closed, give the
-        ticket a new place and send there."""
+        ticket a new place and send there. ``known``: the place as just read (saves a read)."""
         try:
-            place = await self._place(ticket_id)
+            staff_chat = self.services.staff.chat_id
+            usable = known is not None and known.card_message_id is not None
+            if usable and known is not None and known.chat_id == staff_chat:
+                place: Place | None = known
+            else:
+                place = await self._place(ticket_id)
             if place is None:
                 return None
             return place.chat_id, await send(place)
@@ -584,13 +643,14 @@ class Delivery:
             await self._recreate(effect.ticket_id, exc)
 
     async def _do_relay_to_staff(self, effect: RelayToStaff) -> WriteBack | None:
-        async with self.services.session() as session:
+        async with self.services.read() as session:
             message = await messages.get(session, message_id=effect.message_id)
             info = MessageInfo.of(message)
             customer = CustomerInfo.of(await session.get_one(Customer, message.customer_id))
             ticket = await tickets.get(session, ticket_id=effect.ticket_id)
             number = ticket.number or 0
-            already = message.staff_message_id is not None and Place.of(ticket) is not None
+            known = Place.of(ticket)
+            already = message.staff_message_id is not None and known is not None
             relayed_in = message.staff_chat_id
         if already and relayed_in == self.services.staff.chat_id:
             return None  # carried out before a restart
@@ -601,7 +661,7 @@ class Delivery:
             async with self.services.staff.posting():
                 return await self._relay(place, customer, number, info)
 
-        sent = await self._in_place(effect.ticket_id, send)
+        sent = await self._in_place(effect.ticket_id, send, known)
         if sent is None:
             return None
         message_id, (chat_id, staff_message_id) = effect.message_id, sent
@@ -661,7 +721,7 @@ class Delivery:
         place = await self._place(effect.ticket_id, open_if_missing=False)
         if place is None or place.card_message_id is None:
             return
-        async with self.services.session() as session:
+        async with self.services.read() as session:
             card = await tickets.card(session, ticket_id=effect.ticket_id)
         record = await self.services.customer_record(card.customer.id)
         try:
@@ -706,7 +766,7 @@ class Delivery:
         )
 
     async def _do_staff_queue(self, effect: StaffQueue) -> None:
-        async with self.services.session() as session:
+        async with self.services.read() as session:
             items = await tickets.queue(session)
         await self._send_html(
             self._current(effect.chat_id),

@@ -148,6 +148,7 @@ class AppServices:
     analyzer: Analyzer | None = None
     knowledge: KnowledgeBase | None = None
     clock: Callable[[], datetime] = utcnow
+    read_factory: SessionFactory | None = None  # SQLite: read-only connections beside the writer
     runner: FlowRunner = field(init=False)
     _listeners: list[Callable[[Outcome], None]] = field(default_factory=list)
 
@@ -182,6 +183,13 @@ class AppServices:
         async with session_scope(self.session_factory) as session:
             yield session
 
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only unit of work (on SQLite, one of the reader connections: it never waits
+        behind the writer)."""
+        async with session_scope(self.read_factory or self.session_factory) as session:
+            yield session
+
     def now(self) -> datetime:
         return self.clock()
 
@@ -195,7 +203,7 @@ class AppServices:
     async def customer_record(self, customer_id: int) -> CustomerRecord | None:
         """The CRM record shown on staff cards (orders, lifetime value, predicted need)."""
         model = await self.needs_model()
-        async with self.session() as session:
+        async with self.read() as session:
             return await records.customer_record(
                 session, customer_id=customer_id, model=model, now=self.now()
             )
@@ -216,6 +224,8 @@ class AppServices:
 
     async def aclose(self) -> None:
         await self.engine.dispose()
+        if self.read_factory is not None and self.read_factory.kw.get("bind") is not None:
+            await self.read_factory.kw["bind"].dispose()
 
 
 class BotData:

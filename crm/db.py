@@ -35,8 +35,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """Build the async engine; for SQLite create the folder and switch on WAL and foreign keys."""
+def create_engine(url: str, *, echo: bool = False, readers: int = 0) -> AsyncEngine:
+    """Build the async engine; for SQLite create the folder and switch on WAL and foreign keys.
+
+    ``readers``: for SQLite, an engine of that many read-only connections instead (WAL lets
+    them read while the one writer writes); for PostgreSQL the usual pool.
+    """
     parsed = make_url(url)
     # hide_parameters: message texts must not reach the log with an SQL error.
     kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
@@ -47,13 +51,25 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         # SQLite has one write lock per file. Several pooled connections queue for it with
         # busy-timeout sleeps and can still fail with "database is locked"; one connection per
         # process serialises every transaction in order instead (measured: docs/BENCHMARKS.md).
-        kwargs.update(pool_size=1, max_overflow=0, pool_timeout=120)
+        kwargs.update(pool_size=max(readers, 1), max_overflow=0, pool_timeout=120)
     else:
         kwargs["pool_pre_ping"] = True
     engine = create_async_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        if readers:
+            event.listen(engine.sync_engine, "connect", _read_only)
     return engine
+
+
+def _read_only(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
 
 
 def create_session_factory(engine: AsyncEngine) -> SessionFactory:

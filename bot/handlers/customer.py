@@ -101,7 +101,7 @@ async def message(update: Update, context: KefuContext) -> None:
     now = services.now()
     understood = await retry_transient(
         lambda: prepare(
-            services.session_factory,
+            services.read_factory or services.session_factory,
             services.analyzer,
             telegram_user_id=person.telegram_user_id,
             text=incoming.text,

@@ -194,7 +194,8 @@ async def customer_wrote(
         if seen.first() is not None:
             return Outcome(duplicate=True)
     customer = await _customer(session, desk, person, now)
-    if customer.external_id is None and customer.telegram_username:
+    first_contact = customer.first_seen_at == now
+    if first_contact and customer.external_id is None and customer.telegram_username:
         # The business's records may name this customer by @username: link at first contact.
         linked = await linking.link_by_telegram(session, customer_id=customer.id)
         if linked.status == linking.LinkStatus.LINKED:

@@ -63,8 +63,13 @@ async def claim_due(
     now: datetime,
     limit: int,
     exclude: Sequence[int] = (),
+    lease: bool = True,
 ) -> list[Due]:
-    """The first pending row of each destination in ``lane`` that is due, claimed for a lease."""
+    """The first pending row of each destination in ``lane`` that is due, claimed for a lease.
+
+    ``lease=False`` only reads (one process that tracks its rows in flight itself, as on
+    SQLite): the claim then costs no write.
+    """
     earlier = aliased(OutboxRow)
     blocked = exists().where(
         earlier.destination == OutboxRow.destination,
@@ -90,11 +95,12 @@ async def claim_due(
     rows = list((await session.execute(query)).scalars())
     if not rows:
         return []
-    await session.execute(
-        update(OutboxRow)
-        .where(OutboxRow.id.in_([r.id for r in rows]))
-        .values(claimed_until=now + LEASE)
-    )
+    if lease:
+        await session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id.in_([r.id for r in rows]))
+            .values(claimed_until=now + LEASE)
+        )
     return [
         Due(
             id=row.id,
