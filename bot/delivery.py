@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 WriteBack = Callable[[AsyncSession], Awaitable[None]]
 LANE_BUDGET = {Lane.CUSTOMER: 64, Lane.STAFF: 16}
 MAX_BACKOFF_SECONDS = 60.0
+CLAIM_PAUSE = 0.01
 THREAD_GONE = ("message thread not found", "topic_deleted", "topic_closed", "thread not found")
 HARMLESS = ("message is not modified", "query is too old", "query id is invalid")
 
@@ -243,6 +244,10 @@ class Delivery:
             timeout = 1.0 if state.in_flight else await self._sleep_for(state)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(state.wake.wait(), timeout)
+            if state.in_flight:
+                # Let a few more sends finish before the next claim: one query then finds
+                # several newly free destinations instead of one each.
+                await asyncio.sleep(CLAIM_PAUSE)
 
     async def _claim(self, state: _Lane, room: int) -> list[Due]:
         # SQLite serves one process: the rows in flight are known here, a lease would only cost
@@ -718,6 +723,12 @@ class Delivery:
         return copied.message_id
 
     async def _do_refresh_card(self, effect: RefreshCard) -> None:
+        async with self.services.read() as session:
+            later = await outbox.pending_after(
+                session, destination=effect.destination, kind=effect.kind
+            )
+        if later:
+            return  # a later refresh shows the same card as it will be then: one edit is enough
         place = await self._place(effect.ticket_id, open_if_missing=False)
         if place is None or place.card_message_id is None:
             return

@@ -113,6 +113,21 @@ async def claim_due(
     ]
 
 
+async def pending_after(session: AsyncSession, *, destination: str, kind: str) -> bool:
+    """Whether more than one row of ``kind`` for ``destination`` is pending (the first is the
+    one being carried out): a card refresh can leave the work to the later one."""
+    from sqlalchemy import func
+
+    count = await session.scalar(
+        select(func.count(OutboxRow.id)).where(
+            OutboxRow.destination == destination,
+            OutboxRow.kind == kind,
+            OutboxRow.status == OutboxStatus.PENDING,
+        )
+    )
+    return int(count or 0) > 1
+
+
 async def confirm(session: AsyncSession, *, row_id: int, now: datetime) -> None:
     """Carried out: never again."""
     await session.execute(

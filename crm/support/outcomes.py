@@ -193,7 +193,9 @@ class RefreshCard(Effect):
 
     @property
     def destination(self) -> str:
-        return ticket_destination(self.ticket_id)
+        # Its own queue: a card edit never holds up the ticket's messages (and a card that does
+        # not exist yet is drawn with the ticket's state when it is posted).
+        return f"card:{self.ticket_id}"
 
 
 @dataclass(frozen=True, slots=True)
