@@ -195,7 +195,12 @@ class Poller:
             updates = [u.to_dict() for u in result or ()]
             if not updates:
                 continue
-            fresh = set(await store(self.services, updates))
+            try:
+                fresh = set(await store(self.services, updates))
+            except Exception:  # not stored: not confirmed either; Telegram sends them again
+                log.exception("could not store %d updates; asking Telegram again", len(updates))
+                await self._pause(5)
+                continue
             offset = max(int(u["update_id"]) for u in updates) + 1  # confirmed by the next call
             self.dispatcher.feed(
                 [(int(u["update_id"]), u) for u in updates if u["update_id"] in fresh]

@@ -204,6 +204,7 @@ async def test_missed_digest_sent_exactly_once_after_restart(
         await seed(kefu, date(2026, 3, 3))
         # two start-ups racing for the same missed digests
         await asyncio.gather(run_job(kefu, jobs.CATCH_UP_JOB), run_job(kefu, jobs.CATCH_UP_JOB))
+        await api.wait_for_messages(boss["id"], 4)  # both digests, each a text and a chart
         await settle(api)
         sent = [m.get("text") or m.get("caption") for m in api.messages_in(boss["id"])]
         assert sum(1 for s in sent if s and s.startswith("📊 Daily digest · Tue 3 Mar")) == 1
