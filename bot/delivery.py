@@ -55,6 +55,7 @@ from crm.support.outcomes import (
     EditKeyboard,
     EditStaffKeyboard,
     Effect,
+    Keyboard,
     NotifyThread,
     OpenStaffPlace,
     Post,
@@ -504,17 +505,13 @@ class Delivery:
             reply_markup=markup,  # type: ignore[arg-type]
         )
 
-    async def _do_answer_button(self, effect: AnswerButton) -> None:
+    async def _do_answer_button(self, effect: AnswerButton | AnswerStaffButton) -> None:
         text = render.plain(effect.say, self._tz) if effect.say else None
         await self.bot.answer_callback_query(
             effect.callback_query_id, text=text, show_alert=effect.alert
         )
 
-    async def _do_answer_staff_button(self, effect: AnswerStaffButton) -> None:
-        text = render.plain(effect.say, self._tz) if effect.say else None
-        await self.bot.answer_callback_query(
-            effect.callback_query_id, text=text, show_alert=effect.alert
-        )
+    _do_answer_staff_button = _do_answer_button
 
     # the staff chat
 
@@ -824,9 +821,7 @@ class Delivery:
         return chat_id
 
 
-def render_card_keyboard(ticket_id: int, status: str) -> Any:
-    from crm.support.outcomes import Keyboard
-
+def render_card_keyboard(ticket_id: int, status: str) -> Keyboard:
     return Keyboard("staff_card", (ticket_id, status))
 
 

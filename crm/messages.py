@@ -81,15 +81,6 @@ async def set_customer_copy(
     await session.flush()
 
 
-async def list_for_ticket(session: AsyncSession, *, ticket_id: int) -> list[Message]:
-    result = await session.execute(
-        select(Message)
-        .where(Message.ticket_id == ticket_id)
-        .order_by(Message.created_at, Message.id)
-    )
-    return list(result.scalars())
-
-
 async def customer_texts(session: AsyncSession, *, ticket_id: int) -> list[str]:
     result = await session.execute(
         select(Message.text)
@@ -97,17 +88,3 @@ async def customer_texts(session: AsyncSession, *, ticket_id: int) -> list[str]:
         .order_by(Message.created_at, Message.id)
     )
     return [t for t in result.scalars() if t]
-
-
-async def not_in_staff_chat(session: AsyncSession, *, ticket_id: int) -> list[Message]:
-    """The ticket's customer messages that agents have not seen yet (no copy in the staff chat)."""
-    result = await session.execute(
-        select(Message)
-        .where(
-            Message.ticket_id == ticket_id,
-            Message.direction == Direction.INBOUND,
-            Message.staff_message_id.is_(None),
-        )
-        .order_by(Message.created_at, Message.id)
-    )
-    return list(result.scalars())

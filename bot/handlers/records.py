@@ -35,7 +35,6 @@ from crm.support.outcomes import Keyboard
 
 log = logging.getLogger(__name__)
 
-GROUP = -1
 AT_RISK_TOP = 10
 
 # --- Customers -------------------------------------------------------------------------------
